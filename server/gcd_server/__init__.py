@@ -1,0 +1,1 @@
+"""The GCD gRPC server: the gcd.v1.GCDService plus health checking and server reflection."""

@@ -1,0 +1,3 @@
+from gcd_server.app import main
+
+main()

@@ -1,0 +1,106 @@
+"""Command-line flags and environment variables of gcd-server, with their defaults."""
+
+import argparse
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+DEFAULT_PORT = 3000
+# Every interface, IPv6 and IPv4 alike: the pod IP is what kubelet probes and Envoy dials.
+DEFAULT_HOST = "[::]"
+# Kubernetes waits 30 s by default before SIGKILL; a GCD takes microseconds, so 5 s is ample.
+DEFAULT_GRACE_SECONDS = 5.0
+DEFAULT_LOG_LEVEL = "INFO"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    grace_seconds: float
+    log_level: str
+
+    @property
+    def address(self) -> str:
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+
+def port_number(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= 65535):
+        raise ValueError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
+def grace_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{text!r} is not a number of seconds >= 0")
+    return seconds
+
+
+def log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _typed(convert: Callable[[str], T]) -> Callable[[str], T]:
+    """Wraps a converter so argparse shows its message instead of a generic 'invalid value'."""
+
+    def checked(text: str) -> T:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    checked.__name__ = convert.__name__
+    return checked
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(
+        prog="gcd-server",
+        description="Serve gcd.v1.GCDService over gRPC, with grpc.health.v1 health checking and "
+        "server reflection. Stops gracefully on SIGTERM or SIGINT.",
+        epilog="Each flag may also be set by the environment variable named in its help; "
+        "a flag on the command line wins.",
+    )
+    options: list[tuple[str, str, Callable[[str], object], object, str]] = [
+        ("--host", "GCD_HOST", str, DEFAULT_HOST, "address to bind; [::] means every interface"),
+        ("--port", "GCD_PORT", port_number, DEFAULT_PORT, "TCP port to serve gRPC on"),
+        (
+            "--grace",
+            "GCD_GRACE_SECONDS",
+            grace_seconds,
+            DEFAULT_GRACE_SECONDS,
+            "seconds that in-flight RPCs get to finish after SIGTERM or SIGINT",
+        ),
+        ("--log-level", "GCD_LOG_LEVEL", log_level, DEFAULT_LOG_LEVEL, "one of " + ", ".join(LOG_LEVELS)),
+    ]
+    for flag, env_var, convert, default, text in options:
+        converter = _typed(convert)
+        from_env = os.environ.get(env_var)
+        if from_env is not None:
+            try:
+                default = converter(from_env)
+            except argparse.ArgumentTypeError as error:
+                parser.error(f"environment variable {env_var}={from_env!r}: {error}")
+        parser.add_argument(flag, type=converter, default=default, help=f"{text} (env {env_var}; default: %(default)s)")
+    args = parser.parse_args(argv)
+    return Settings(host=args.host, port=args.port, grace_seconds=args.grace, log_level=args.log_level)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

