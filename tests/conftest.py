@@ -1,0 +1,28 @@
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gcd_stack.envoy_config import Ports
+from gcd_stack.stack import server_is_serving, url_answers_ok
+
+from helpers import free_port, free_ports, health_url, running, server_command, stack_command, wait_for_start
+
+
+@pytest.fixture
+def server_port(tmp_path: Path) -> Iterator[int]:
+    """A gcd-server of its own, on a free loopback port, serving."""
+    port = free_port()
+    with running(server_command(port), tmp_path, "server") as process:
+        wait_for_start(process, lambda: server_is_serving(port), tmp_path, "server")
+        yield port
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
+    """One gcd-stack (server and Envoy) shared by the tests that only send it requests."""
+    log_dir = tmp_path_factory.mktemp("stack")
+    ports = free_ports()
+    with running(stack_command(ports), log_dir, "stack") as process:
+        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), log_dir, "stack")
+        yield ports

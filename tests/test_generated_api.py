@@ -1,0 +1,64 @@
+"""The installed API code and descriptor set are what proto/ compiles to today, and nothing generated is committed."""
+
+import importlib.util
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+from gcd.v1 import gcd_pb2
+from gcd_stack.envoy_config import descriptor_set_path
+
+from helpers import REPO
+
+
+def load_build_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gcd_build", REPO / "setup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fresh_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out_dir = tmp_path_factory.mktemp("generated")
+    build = load_build_script()
+    build.compile_api(out_dir)
+    return Path(out_dir / build.DESCRIPTOR_SET)
+
+
+def read_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
+    return descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+
+
+def test_installed_descriptor_set_matches_proto_dir(fresh_build: Path) -> None:
+    assert read_set(descriptor_set_path()) == read_set(fresh_build), "reinstall: the installed API is stale"
+
+
+def test_installed_module_matches_proto_dir(fresh_build: Path) -> None:
+    fresh = next(f for f in read_set(fresh_build).file if f.name == "gcd/v1/gcd.proto")
+    # protoc writes json_name into descriptor sets only, not into the modules it generates.
+    for message in fresh.message_type:
+        for field in message.field:
+            field.ClearField("json_name")
+    assert descriptor_pb2.FileDescriptorProto.FromString(gcd_pb2.DESCRIPTOR.serialized_pb) == fresh
+
+
+def test_descriptor_set_carries_what_envoy_needs() -> None:
+    files = {f.name: f for f in read_set(descriptor_set_path()).file}
+    assert {"google/api/http.proto", "google/api/annotations.proto", "gcd/v1/gcd.proto"} <= files.keys()
+    (method,) = files["gcd/v1/gcd.proto"].service[0].method
+    rule = method.options.Extensions[annotations_pb2.http]
+    assert (method.name, rule.get, rule.body) == ("Compute", "/gcd/{a}/{b}", "")
+
+
+def test_no_generated_code_is_committed() -> None:
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    generated = [name for name in tracked.splitlines() if name.endswith((".pb", "_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))]
+    assert generated == []

@@ -1,0 +1,75 @@
+"""Native gRPC clients, grpcurl and Python, against the server directly and through Envoy's port."""
+
+import json
+import subprocess
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_server.app import SERVICE_NAME
+from gcd_stack.envoy_config import Ports
+
+from helpers import LOOPBACK, SCRIPTS
+
+SERVICES = [
+    SERVICE_NAME,
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+]
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPTS / "grpcurl"), "-plaintext", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture(params=["server", "envoy"])
+def target(request: pytest.FixtureRequest, stack: Ports) -> str:
+    port = stack.grpc if request.param == "server" else stack.rest
+    return f"{LOOPBACK}:{port}"
+
+
+def test_list(target: str) -> None:
+    result = grpcurl(target, "list")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == SERVICES
+
+
+def test_compute(target: str) -> None:
+    result = grpcurl("-d", '{"a":12,"b":18}', target, f"{SERVICE_NAME}/Compute")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"result": "6"}
+
+
+def test_describe_service_and_messages(target: str) -> None:
+    service = grpcurl(target, "describe", SERVICE_NAME)
+    assert service.returncode == 0, service.stderr
+    assert "rpc Compute ( .gcd.v1.ComputeRequest ) returns ( .gcd.v1.ComputeResponse )" in service.stdout
+    assert 'get:"/gcd/{a}/{b}"' in service.stdout
+    request = grpcurl(target, "describe", "gcd.v1.ComputeRequest")
+    assert "uint64 a = 1;" in request.stdout and "uint64 b = 2;" in request.stdout
+    response = grpcurl(target, "describe", "gcd.v1.ComputeResponse")
+    assert "uint64 result = 1;" in response.stdout
+
+
+def test_health_check(target: str) -> None:
+    result = grpcurl("-d", json.dumps({"service": SERVICE_NAME}), target, "grpc.health.v1.Health/Check")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"status": "SERVING"}
+
+
+def test_unknown_method_is_unimplemented(target: str) -> None:
+    with grpc.insecure_channel(target) as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE_NAME}/Nope")
+        with pytest.raises(grpc.RpcError) as error:
+            call(b"", timeout=5)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_python_client(target: str) -> None:
+    with grpc.insecure_channel(target) as channel:
+        assert gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=0, b=0), timeout=5).result == 0
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,152 @@
+"""REST/JSON through the real Envoy and its transcoder, end to end, on a running gcd-stack."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gcd_stack.envoy_config import Ports
+from gcd_stack.stack import envoy_command, url_answers_ok, write_local_envoy_config
+
+from helpers import HEALTH_PATH, LOOPBACK, Reply, free_ports, http_request, running, wait_for_start
+
+UINT64_MAX = 2**64 - 1
+
+
+def assert_rest_reply(reply: Reply) -> None:
+    """What every REST reply shares: a JSON body, and nothing of gRPC showing through."""
+    assert reply.headers["content-type"] == "application/json"
+    assert not [name for name in reply.headers if name.startswith("grpc-")]
+
+
+@pytest.mark.parametrize(
+    ("path", "result"),
+    [
+        ("/gcd/12/18", "6"),
+        ("/gcd/18/12", "6"),
+        ("/gcd/0/0", "0"),
+        ("/gcd/0/5", "5"),
+        (f"/gcd/{UINT64_MAX}/{UINT64_MAX}", str(UINT64_MAX)),
+        (f"/gcd/{UINT64_MAX}/{UINT64_MAX - 1}", "1"),
+        ("/gcd/%31%32/18", "6"),
+        ("/gcd/012/18", "6"),
+        # Query strings are ignored, as the original gateway did: they never replace a or b.
+        ("/gcd/12/18?a=5", "6"),
+        ("/gcd/12/18?b=5&a=7", "6"),
+        ("/gcd/12/18?foo=1", "6"),
+    ],
+)
+def test_gcd(stack: Ports, path: str, result: str) -> None:
+    reply = http_request(stack.rest, path)
+    assert reply.status == 200
+    assert_rest_reply(reply)
+    assert reply.json() == {"result": result}
+    assert reply.body == b'{"result":"%s"}' % result.encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "message"),
+    [
+        ("/gcd/abc/18", 3, 'a: invalid value "abc" for type TYPE_UINT64'),
+        ("/gcd/12/-1", 3, 'b: invalid value "-1" for type TYPE_UINT64'),
+        ("/gcd/1.5/2", 3, 'a: invalid value "1.5"'),
+        ("/gcd/0x10/2", 3, 'a: invalid value "0x10"'),
+        (f"/gcd/{UINT64_MAX + 1}/1", 3, f'a: invalid value "{UINT64_MAX + 1}"'),
+        ("/gcd//18", 3, 'a: invalid value ""'),
+    ],
+)
+def test_bad_operand_is_400_naming_the_parameter(stack: Ports, path: str, code: int, message: str) -> None:
+    reply = http_request(stack.rest, path)
+    assert reply.status == 400
+    assert_rest_reply(reply)
+    assert reply.json()["code"] == code
+    assert message in reply.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/gcd/12"),
+        ("GET", "/gcd/12/18/1"),
+        ("GET", "/"),
+        ("GET", "/foo"),
+        ("POST", "/gcd/12/18"),
+        ("PUT", "/gcd/12/18"),
+        ("DELETE", "/gcd/12/18"),
+    ],
+)
+def test_unknown_path_or_method_is_404(stack: Ports, method: str, path: str) -> None:
+    reply = http_request(stack.rest, path, method=method)
+    assert reply.status == 404
+    assert_rest_reply(reply)
+    assert reply.json() == {"code": 5, "message": f"Could not resolve {path} to a method."}
+
+
+def test_a_body_cannot_replace_the_operands(stack: Ports) -> None:
+    reply = http_request(stack.rest, "/gcd/12/18", headers={"content-type": "application/json"}, body=b'{"a":5}')
+    assert reply.status == 400
+    assert_rest_reply(reply)
+    assert reply.json()["code"] == 3
+    assert "conflicting" in reply.json()["message"]
+
+
+def test_a_body_that_is_not_json_is_400(stack: Ports) -> None:
+    reply = http_request(stack.rest, "/gcd/12/18", body=b"hello")
+    assert reply.status == 400
+    assert_rest_reply(reply)
+    assert reply.json()["code"] == 3
+
+
+def test_an_oversized_body_is_refused(stack: Ports) -> None:
+    reply = http_request(stack.rest, "/gcd/12/18", body=b" " * 100_000)
+    assert 400 <= reply.status < 500
+    assert_rest_reply(reply)
+    assert reply.json()["code"] == 3
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-big": "v" * 70_000}, {f"x-header-{i}": "v" for i in range(300)}],
+    ids=["one-70kB-header", "300-headers"],
+)
+def test_oversized_headers_are_431(stack: Ports, headers: dict[str, str]) -> None:
+    reply = http_request(stack.rest, "/gcd/12/18", headers=headers)
+    assert reply.status == 431
+    assert_rest_reply(reply)
+    assert reply.json()["code"] == 3
+
+
+def test_a_70_kb_url_is_431(stack: Ports) -> None:
+    reply = http_request(stack.rest, "/gcd/12/" + "1" * 70_000)
+    assert reply.status == 431
+    assert_rest_reply(reply)
+
+
+def test_health_path_is_200_while_the_server_serves(stack: Ports) -> None:
+    assert http_request(stack.rest, HEALTH_PATH).status == 200
+
+
+@pytest.fixture
+def envoy_without_server(tmp_path: Path) -> Iterator[int]:
+    """Envoy alone, its upstream port closed: what a pod looks like while gcd-server is down."""
+    ports = free_ports()
+    config = tmp_path / "envoy.yaml"
+    write_local_envoy_config(config, ports)
+    with running(envoy_command(config), tmp_path, "envoy") as process:
+        admin_ready = f"http://{LOOPBACK}:{ports.admin}/ready"
+        wait_for_start(process, lambda: url_answers_ok(admin_ready), tmp_path, "envoy")
+        yield ports.rest
+
+
+def test_server_down_is_a_json_503_with_code_14(envoy_without_server: int) -> None:
+    reply = http_request(envoy_without_server, "/gcd/12/18")
+    assert reply.status == 503
+    assert_rest_reply(reply)
+    assert reply.json()["code"] == 14
+    assert "upstream connect error" in reply.json()["message"]
+
+
+def test_health_path_is_503_while_the_server_is_down(envoy_without_server: int) -> None:
+    reply = http_request(envoy_without_server, HEALTH_PATH)
+    assert reply.status == 503
+    assert reply.json()["code"] == 14

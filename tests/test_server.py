@@ -1,0 +1,152 @@
+"""gcd-server as a process and as a library: RPCs, health, reflection, ports and shutdown."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
+
+from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_server.app import SERVICE_NAME, VERSION, build_server, drain
+from gcd_server.settings import Settings
+from gcd_stack.stack import server_is_serving
+
+from helpers import LOOPBACK, free_port, port_is_free, running, server_command, wait_for_start
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture
+def channel(server_port: int) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"{LOOPBACK}:{server_port}") as opened:
+        yield opened
+
+
+def test_compute(channel: grpc.Channel) -> None:
+    stub = gcd_pb2_grpc.GCDServiceStub(channel)
+    assert stub.Compute(gcd_pb2.ComputeRequest(a=12, b=18), timeout=5).result == 6
+    assert stub.Compute(gcd_pb2.ComputeRequest(a=2**64 - 1, b=2**64 - 1), timeout=5).result == 2**64 - 1
+
+
+@pytest.mark.parametrize("service", ["", SERVICE_NAME])
+def test_health_is_serving(channel: grpc.Channel, service: str) -> None:
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    assert reply.status == SERVING
+
+
+def test_health_of_unknown_service_is_not_found(channel: grpc.Channel) -> None:
+    with pytest.raises(grpc.RpcError) as error:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="nope.V1"), timeout=5)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("version", ["v1alpha", "v1"])
+def test_reflection_lists_services_under_both_versions(channel: grpc.Channel, version: str) -> None:
+    # v1 and v1alpha share their messages, so the v1alpha classes speak v1 on the wire too.
+    info = channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    replies = list(info(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    names = {service.name for service in replies[0].list_services_response.service}
+    assert names == {
+        SERVICE_NAME,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+
+
+def test_start_line_names_address_and_version(server_port: int, tmp_path: Path) -> None:
+    log = (tmp_path / "server.err").read_text()
+    assert re.search(rf"gcd-server {re.escape(VERSION)} serving {SERVICE_NAME} on 127\.0\.0\.1:{server_port}", log)
+
+
+def test_second_server_on_a_busy_port_fails_clearly(server_port: int, tmp_path: Path) -> None:
+    second = subprocess.run(server_command(server_port), capture_output=True, text=True, timeout=20)
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{server_port}: the port is in use" in second.stderr
+    assert "Traceback" not in second.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_server_with_exit_0_and_frees_the_port(signum: signal.Signals, tmp_path: Path) -> None:
+    port = free_port()
+    with running(server_command(port, "--grace", "2"), tmp_path, "server") as process:
+        wait_for_start(process, lambda: server_is_serving(port), tmp_path, "server")
+        process.send_signal(signum)
+        assert process.wait(10) == 0
+    log = (tmp_path / "server.err").read_text()
+    assert "stopping: new RPCs refused, in-flight RPCs get 2.0s to finish" in log
+    assert log.rstrip().endswith("stopped")
+    assert port_is_free(port)
+
+
+class SlowRpc:
+    """An extra method on a server under test that holds each call until released."""
+
+    def __init__(self, server: grpc.Server) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(self._hold)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Slow", {"Hold": handler}),))
+
+    def _hold(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self.entered.set()
+        self.release.wait(30)
+        return request
+
+
+def hold(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable[bytes, bytes]:
+    return channel.unary_unary("/test.Slow/Hold")
+
+
+def test_drain_finishes_in_flight_rpcs_and_refuses_new_ones() -> None:
+    port = free_port()
+    server, health_servicer = build_server(Settings(host=LOOPBACK, port=port, grace_seconds=10, log_level="INFO"))
+    slow = SlowRpc(server)
+    server.start()
+    with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+        in_flight = hold(channel).future(b"payload", timeout=20)
+        assert slow.entered.wait(5)
+        draining = threading.Thread(target=drain, args=(server, health_servicer, 10))
+        draining.start()
+        time.sleep(0.2)
+
+        status = health_servicer.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), None).status
+        assert status == NOT_SERVING
+        with pytest.raises(grpc.RpcError) as refused:
+            gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=1, b=1), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert draining.is_alive()
+
+        slow.release.set()
+        assert in_flight.result(timeout=5) == b"payload"
+        draining.join(5)
+        assert not draining.is_alive()
+
+
+def test_drain_gives_up_on_rpcs_that_outlive_the_grace_period() -> None:
+    port = free_port()
+    server, health_servicer = build_server(Settings(host=LOOPBACK, port=port, grace_seconds=0.5, log_level="INFO"))
+    slow = SlowRpc(server)
+    server.start()
+    with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+        in_flight = hold(channel).future(b"", timeout=20)
+        assert slow.entered.wait(5)
+        started = time.monotonic()
+        drain(server, health_servicer, 0.5)
+        assert time.monotonic() - started < 3
+        assert in_flight.exception(timeout=5) is not None
+    slow.release.set()

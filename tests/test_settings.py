@@ -1,0 +1,74 @@
+"""gcd-server's flags and environment variables."""
+
+import pytest
+
+from gcd_server.settings import DEFAULT_GRACE_SECONDS, DEFAULT_HOST, DEFAULT_PORT, Settings, parse_settings
+
+ENV_VARS = ("GCD_HOST", "GCD_PORT", "GCD_GRACE_SECONDS", "GCD_LOG_LEVEL")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults() -> None:
+    assert parse_settings([]) == Settings(
+        host=DEFAULT_HOST, port=DEFAULT_PORT, grace_seconds=DEFAULT_GRACE_SECONDS, log_level="INFO"
+    )
+    assert DEFAULT_PORT == 3000
+
+
+def test_environment_sets_each_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in zip(ENV_VARS, ("127.0.0.1", "3100", "2.5", "debug"), strict=True):
+        monkeypatch.setenv(name, value)
+    assert parse_settings([]) == Settings(host="127.0.0.1", port=3100, grace_seconds=2.5, log_level="DEBUG")
+
+
+def test_flag_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GCD_PORT", "3100")
+    assert parse_settings(["--port", "3200"]).port == 3200
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "0"], "'0' is not a TCP port"),
+        (["--port", "65536"], "'65536' is not a TCP port"),
+        (["--port", "http"], "'http' is not a TCP port"),
+        (["--grace", "-1"], "'-1' is not a number of seconds"),
+        (["--grace", "soon"], "'soon' is not a number of seconds"),
+        (["--grace", "inf"], "'inf' is not a number of seconds"),
+        (["--log-level", "loud"], "'loud' is not one of DEBUG, INFO, WARNING, ERROR"),
+    ],
+)
+def test_bad_flag_exits_2_with_reason(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_environment_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GCD_PORT", "abc")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings([])
+    assert exit_info.value.code == 2
+    assert "GCD_PORT='abc'" in capsys.readouterr().err
+
+
+def test_help_names_every_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("--host", "--port", "--grace", "--log-level", "SIGTERM", *ENV_VARS):
+        assert word in text
+
+
+def test_ipv6_host_is_bracketed() -> None:
+    assert Settings(host="::1", port=3000, grace_seconds=1, log_level="INFO").address == "[::1]:3000"
+    assert Settings(host="[::]", port=3000, grace_seconds=1, log_level="INFO").address == "[::]:3000"

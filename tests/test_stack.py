@@ -1,0 +1,119 @@
+"""gcd-stack as a user runs it: start, report, restart a dead server, stop cleanly."""
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gcd_stack.envoy_config import Ports
+from gcd_stack.stack import url_answers_ok
+
+from helpers import (
+    SCRIPTS,
+    children,
+    free_port,
+    free_ports,
+    health_url,
+    http_request,
+    is_alive,
+    port_is_free,
+    running,
+    stack_command,
+    wait_for_start,
+    wait_until,
+)
+
+RESTART_TIMEOUT_SECONDS = 10.0
+
+
+def server_pid(stack: subprocess.Popen[str]) -> int:
+    (pid,) = [pid for pid, command in children(stack.pid).items() if "gcd_server" in command]
+    return pid
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
+    """A gcd-stack that a test may break or stop."""
+    ports = free_ports()
+    with running(stack_command(ports), tmp_path, "stack") as process:
+        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), tmp_path, "stack")
+        yield ports, process
+
+
+def test_help_explains_each_flag() -> None:
+    result = subprocess.run([str(SCRIPTS / "gcd-stack"), "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    for text in ("--grpc-port", "--rest-port", "--admin-port", "default: 3000", "default: 8080", "default: 9901"):
+        assert text in result.stdout
+
+
+def test_the_same_port_twice_is_refused() -> None:
+    port = str(free_port())
+    command = [str(SCRIPTS / "gcd-stack"), "--grpc-port", port, "--rest-port", port]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "three different ports" in result.stderr
+
+
+def test_a_busy_port_is_reported_and_nothing_is_left_running(stack: Ports) -> None:
+    ports = Ports(grpc=free_port(), rest=stack.rest, admin=free_port())
+    result = subprocess.run(stack_command(ports), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"port(s) {stack.rest} already in use" in result.stderr
+    assert not port_is_free(stack.rest)
+    assert port_is_free(ports.grpc), "no server may be left behind"
+
+
+def test_ready_banner_gives_the_urls(own_stack: tuple[Ports, subprocess.Popen[str]], tmp_path: Path) -> None:
+    ports, _ = own_stack
+    wait_until(lambda: "Ctrl-C" in (tmp_path / "stack.out").read_text(), 5, "banner")
+    banner = (tmp_path / "stack.out").read_text()
+    assert f"curl http://127.0.0.1:{ports.rest}/gcd/12/18" in banner
+    assert f"grpcurl -plaintext 127.0.0.1:{ports.grpc} list" in banner
+    assert health_url(ports) in banner
+
+
+def test_a_killed_server_gets_fast_503s_then_comes_back(own_stack: tuple[Ports, subprocess.Popen[str]]) -> None:
+    ports, stack = own_stack
+    killed = server_pid(stack)
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: not is_alive(killed), 5, "server exit")
+
+    unavailable = http_request(ports.rest, "/gcd/12/18")
+    if unavailable.status != 200:  # the restart may already have won the race
+        assert unavailable.status == 503
+        assert unavailable.json()["code"] == 14
+
+    def answers() -> bool:
+        return http_request(ports.rest, "/gcd/12/18").status == 200
+
+    wait_until(answers, RESTART_TIMEOUT_SECONDS, "REST after server restart")
+    assert http_request(ports.rest, "/gcd/12/18").json() == {"result": "6"}
+    assert stack.poll() is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_everything_and_frees_every_port(
+    own_stack: tuple[Ports, subprocess.Popen[str]], signum: signal.Signals, tmp_path: Path
+) -> None:
+    ports, stack = own_stack
+    started = children(stack.pid)
+    assert len(started) == 2
+    stack.send_signal(signum)
+    assert stack.wait(20) == 0
+    assert not any(is_alive(pid) for pid in started)
+    assert all(port_is_free(port) for port in (ports.grpc, ports.rest, ports.admin))
+    assert "gcd_server: stopped" in (tmp_path / "stack.err").read_text()
+
+
+def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Popen[str]]) -> None:
+    ports, stack = own_stack
+    started = children(stack.pid)
+    assert len(started) == 2
+    stack.kill()
+    stack.wait(5)
+    wait_until(lambda: not any(is_alive(pid) for pid in started), 15, "children exit")
+    assert all(port_is_free(port) for port in (ports.grpc, ports.rest, ports.admin))
