@@ -6,6 +6,7 @@ from the API definition.
 """
 
 import shutil
+import sysconfig
 from pathlib import Path
 
 import google.api.annotations_pb2
@@ -33,7 +34,8 @@ def mypy_plugins() -> list[str]:
     # mypy-protobuf writes the type stubs, the gRPC stubs and servicers' included.
     plugins = []
     for name in ("protoc-gen-mypy", "protoc-gen-mypy_grpc"):
-        path = shutil.which(name)
+        # On PATH in pip's isolated build environment; beside this Python in a plain venv.
+        path = shutil.which(name) or shutil.which(name, path=sysconfig.get_path("scripts"))
         if path is None:
             raise RuntimeError(f"{name} not found: mypy-protobuf must be installed to build")
         plugins.append(f"--plugin={name}={path}")

@@ -29,15 +29,6 @@ def free_port() -> int:
     return port
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
     """Polls condition until it holds; returns the seconds it took."""
     started = time.monotonic()

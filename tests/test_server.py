@@ -18,9 +18,9 @@ from grpc_reflection.v1alpha import reflection_pb2
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME, VERSION, build_server, drain
 from gcd_server.settings import Settings
-from gcd_stack.stack import server_is_serving
+from gcd_stack.stack import port_is_free, server_is_serving
 
-from helpers import LOOPBACK, free_port, port_is_free, running, server_command, wait_for_start
+from helpers import LOOPBACK, free_port, running, server_command, wait_for_start
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import url_answers_ok
+from gcd_stack.stack import port_is_free, url_answers_ok
 
 from helpers import (
     SCRIPTS,
@@ -19,7 +19,6 @@ from helpers import (
     health_url,
     http_request,
     is_alive,
-    port_is_free,
     running,
     stack_command,
     wait_for_start,

@@ -50,8 +50,11 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """True unless something listens on port; connections lingering in TIME_WAIT don't count."""
     with socket.socket() as probe:
+        # As grpc and Envoy do, so a port that they could bind counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((LOOPBACK, port))
         except OSError:
@@ -124,7 +127,7 @@ class Stack:
         return self._server.pid if self._server else None
 
     def start(self) -> None:
-        busy = [port for port in (self.ports.grpc, self.ports.rest, self.ports.admin) if not _port_is_free(port)]
+        busy = [port for port in (self.ports.grpc, self.ports.rest, self.ports.admin) if not port_is_free(port)]
         if busy:
             raise StackError(f"port(s) {', '.join(map(str, busy))} already in use on {LOOPBACK}; choose others")
         write_local_envoy_config(self._envoy_config, self.ports)
