@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcd_stack.envoy_config import Ports, health_path, packaged_config
+from gcd_stack.envoy_config import Config, Ports, health_path, packaged_config
 
 REPO = Path(__file__).resolve().parents[1]
 HEALTH_PATH = health_path(packaged_config())
@@ -131,3 +131,19 @@ def is_alive(pid: int) -> bool:
         return _stat_fields(pid)[0] != "Z"
     except OSError:
         return False
+
+
+def assert_rest_reply(reply: Reply) -> None:
+    """What every REST reply shares: a JSON body, and nothing of gRPC showing through."""
+    assert reply.headers["content-type"] == "application/json"
+    assert not [name for name in reply.headers if name.startswith("grpc-")]
+
+
+def routes(config: Config) -> list[Config]:
+    """Every route of every virtual host of config's listeners."""
+    return [
+        route
+        for listener in config["static_resources"]["listeners"]
+        for host in listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+        for route in host["routes"]
+    ]

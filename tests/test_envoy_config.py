@@ -21,7 +21,7 @@ from gcd_stack.envoy_config import (
 )
 from gcd_stack.stack import envoy_command, write_local_envoy_config
 
-from helpers import REPO
+from helpers import REPO, routes
 
 
 def test_installed_config_is_the_repository_file() -> None:
@@ -56,9 +56,7 @@ def test_transcoder_and_health_check_name_the_server_service() -> None:
 
 
 def test_every_route_goes_to_the_server_cluster() -> None:
-    manager = packaged_config()["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = [route for host in manager["route_config"]["virtual_hosts"] for route in host["routes"]]
-    assert {route["route"]["cluster"] for route in routes} == {CLUSTER}
+    assert {route["route"]["cluster"] for route in routes(packaged_config())} == {CLUSTER}
 
 
 def test_the_stack_changes_only_ports_addresses_and_descriptor_path() -> None:

@@ -1,22 +1,12 @@
 """REST/JSON through the real Envoy and its transcoder, end to end, on a running gcd-stack."""
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import envoy_command, url_answers_ok, write_local_envoy_config
 
-from helpers import HEALTH_PATH, LOOPBACK, Reply, free_ports, http_request, running, wait_for_start
+from helpers import HEALTH_PATH, assert_rest_reply, http_request
 
 UINT64_MAX = 2**64 - 1
-
-
-def assert_rest_reply(reply: Reply) -> None:
-    """What every REST reply shares: a JSON body, and nothing of gRPC showing through."""
-    assert reply.headers["content-type"] == "application/json"
-    assert not [name for name in reply.headers if name.startswith("grpc-")]
 
 
 @pytest.mark.parametrize(
@@ -124,29 +114,3 @@ def test_a_70_kb_url_is_431(stack: Ports) -> None:
 
 def test_health_path_is_200_while_the_server_serves(stack: Ports) -> None:
     assert http_request(stack.rest, HEALTH_PATH).status == 200
-
-
-@pytest.fixture
-def envoy_without_server(tmp_path: Path) -> Iterator[int]:
-    """Envoy alone, its upstream port closed: what a pod looks like while gcd-server is down."""
-    ports = free_ports()
-    config = tmp_path / "envoy.yaml"
-    write_local_envoy_config(config, ports)
-    with running(envoy_command(config), tmp_path, "envoy") as process:
-        admin_ready = f"http://{LOOPBACK}:{ports.admin}/ready"
-        wait_for_start(process, lambda: url_answers_ok(admin_ready), tmp_path, "envoy")
-        yield ports.rest
-
-
-def test_server_down_is_a_json_503_with_code_14(envoy_without_server: int) -> None:
-    reply = http_request(envoy_without_server, "/gcd/12/18")
-    assert reply.status == 503
-    assert_rest_reply(reply)
-    assert reply.json()["code"] == 14
-    assert "upstream connect error" in reply.json()["message"]
-
-
-def test_health_path_is_503_while_the_server_is_down(envoy_without_server: int) -> None:
-    reply = http_request(envoy_without_server, HEALTH_PATH)
-    assert reply.status == 503
-    assert reply.json()["code"] == 14
