@@ -8,11 +8,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
@@ -93,60 +95,64 @@ def test_signal_stops_the_server_with_exit_0_and_frees_the_port(signum: signal.S
     assert port_is_free(port)
 
 
-class SlowRpc:
-    """An extra method on a server under test that holds each call until released."""
+@dataclass
+class HeldCall:
+    """A server under test with one RPC in flight that lasts until release is set."""
 
-    def __init__(self, server: grpc.Server) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(self._hold)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Slow", {"Hold": handler}),))
+    server: grpc.Server
+    health_servicer: health.HealthServicer
+    channel: grpc.Channel
+    in_flight: grpc.Future[bytes]
+    release: threading.Event
 
-    def _hold(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        self.entered.set()
-        self.release.wait(30)
+
+@contextmanager
+def held_call(payload: bytes) -> Iterator[HeldCall]:
+    port = free_port()
+    server, health_servicer = build_server(Settings(host=LOOPBACK, port=port, grace_seconds=10, log_level="INFO"))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(request: bytes, context: grpc.ServicerContext) -> bytes:
+        entered.set()
+        release.wait(30)
         return request
 
-
-def hold(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable[bytes, bytes]:
-    return channel.unary_unary("/test.Slow/Hold")
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(hold)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Slow", {"Hold": handler}),))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/test.Slow/Hold")
+            in_flight = call.future(payload, timeout=20)
+            assert entered.wait(5)
+            yield HeldCall(server, health_servicer, channel, in_flight, release)
+    finally:
+        release.set()
+        server.stop(0).wait()
 
 
 def test_drain_finishes_in_flight_rpcs_and_refuses_new_ones() -> None:
-    port = free_port()
-    server, health_servicer = build_server(Settings(host=LOOPBACK, port=port, grace_seconds=10, log_level="INFO"))
-    slow = SlowRpc(server)
-    server.start()
-    with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-        in_flight = hold(channel).future(b"payload", timeout=20)
-        assert slow.entered.wait(5)
-        draining = threading.Thread(target=drain, args=(server, health_servicer, 10))
+    with held_call(b"payload") as held:
+        draining = threading.Thread(target=drain, args=(held.server, held.health_servicer, 10))
         draining.start()
         time.sleep(0.2)
 
-        status = health_servicer.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), None).status
+        status = held.health_servicer.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), None).status
         assert status == NOT_SERVING
         with pytest.raises(grpc.RpcError) as refused:
-            gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=1, b=1), timeout=5)
+            gcd_pb2_grpc.GCDServiceStub(held.channel).Compute(gcd_pb2.ComputeRequest(a=1, b=1), timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert draining.is_alive()
 
-        slow.release.set()
-        assert in_flight.result(timeout=5) == b"payload"
+        held.release.set()
+        assert held.in_flight.result(timeout=5) == b"payload"
         draining.join(5)
         assert not draining.is_alive()
 
 
 def test_drain_gives_up_on_rpcs_that_outlive_the_grace_period() -> None:
-    port = free_port()
-    server, health_servicer = build_server(Settings(host=LOOPBACK, port=port, grace_seconds=0.5, log_level="INFO"))
-    slow = SlowRpc(server)
-    server.start()
-    with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-        in_flight = hold(channel).future(b"", timeout=20)
-        assert slow.entered.wait(5)
+    with held_call(b"") as held:
         started = time.monotonic()
-        drain(server, health_servicer, 0.5)
+        drain(held.server, held.health_servicer, 0.5)
         assert time.monotonic() - started < 3
-        assert in_flight.exception(timeout=5) is not None
-    slow.release.set()
+        assert held.in_flight.exception(timeout=5) is not None
