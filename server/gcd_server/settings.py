@@ -2,10 +2,10 @@
 
 import argparse
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 DEFAULT_PORT = 3000
 # Every interface, IPv6 and IPv4 alike: the pod IP is what kubelet probes and Envoy dials.
@@ -14,8 +14,6 @@ DEFAULT_HOST = "[::]"
 DEFAULT_GRACE_SECONDS = 5.0
 DEFAULT_LOG_LEVEL = "INFO"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,38 +33,26 @@ class Settings:
 
 def port_number(text: str) -> int:
     if not (text.isdigit() and 1 <= int(text) <= 65535):
-        raise ValueError(f"{text!r} is not a TCP port (1-65535)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return int(text)
 
 
 def grace_seconds(text: str) -> float:
     try:
         seconds = float(text)
+        valid = 0 <= seconds < math.inf
     except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise ValueError(f"{text!r} is not a number of seconds >= 0")
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
     return seconds
 
 
 def log_level(text: str) -> str:
     level = text.upper()
     if level not in LOG_LEVELS:
-        raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
     return level
-
-
-def _typed(convert: Callable[[str], T]) -> Callable[[str], T]:
-    """Wraps a converter so argparse shows its message instead of a generic 'invalid value'."""
-
-    def checked(text: str) -> T:
-        try:
-            return convert(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    checked.__name__ = convert.__name__
-    return checked
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> Settings:
@@ -90,14 +76,13 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         ("--log-level", "GCD_LOG_LEVEL", log_level, DEFAULT_LOG_LEVEL, "one of " + ", ".join(LOG_LEVELS)),
     ]
     for flag, env_var, convert, default, text in options:
-        converter = _typed(convert)
         from_env = os.environ.get(env_var)
         if from_env is not None:
             try:
-                default = converter(from_env)
+                default = convert(from_env)
             except argparse.ArgumentTypeError as error:
                 parser.error(f"environment variable {env_var}={from_env!r}: {error}")
-        parser.add_argument(flag, type=converter, default=default, help=f"{text} (env {env_var}; default: %(default)s)")
+        parser.add_argument(flag, type=convert, default=default, help=f"{text} (env {env_var}; default: %(default)s)")
     args = parser.parse_args(argv)
     return Settings(host=args.host, port=args.port, grace_seconds=args.grace, log_level=args.log_level)
 

@@ -13,11 +13,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import envoy
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-import envoy
 from gcd_server.app import SERVICE_NAME
 from gcd_server.settings import parse_settings
 from gcd_stack.envoy_config import LOOPBACK, Ports, descriptor_set_path, health_path, local_config, packaged_config
@@ -29,6 +29,8 @@ _FIRST_RESTART_DELAY_SECONDS = 0.5
 _MAX_RESTART_DELAY_SECONDS = 8.0
 _STABLE_AFTER_SECONDS = 10.0
 _ENVOY_EXIT_TIMEOUT_SECONDS = 5.0
+# Beyond the server's own grace period, before it is killed outright.
+_SERVER_EXIT_MARGIN_SECONDS = 5.0
 _PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("gcd_stack")
@@ -122,10 +124,6 @@ class Stack:
         self._server: subprocess.Popen[bytes] | None = None
         self._envoy: subprocess.Popen[bytes] | None = None
 
-    @property
-    def server_pid(self) -> int | None:
-        return self._server.pid if self._server else None
-
     def start(self) -> None:
         busy = [port for port in (self.ports.grpc, self.ports.rest, self.ports.admin) if not port_is_free(port)]
         if busy:
@@ -161,5 +159,5 @@ class Stack:
 
     def stop(self) -> None:
         """The server first, so its in-flight RPCs finish through Envoy; then Envoy."""
-        _stop(self._server, self._server_grace + 5.0)
+        _stop(self._server, self._server_grace + _SERVER_EXIT_MARGIN_SECONDS)
         _stop(self._envoy, _ENVOY_EXIT_TIMEOUT_SECONDS)
