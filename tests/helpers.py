@@ -40,10 +40,12 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
 
 
 @contextmanager
-def running(args: list[str], log_dir: Path, name: str) -> Iterator[subprocess.Popen[str]]:
+def running(
+    args: list[str], log_dir: Path, name: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """Runs args with stdout and stderr in log files; kills it on the way out if still alive."""
     with (log_dir / f"{name}.out").open("w") as out, (log_dir / f"{name}.err").open("w") as err:
-        process = subprocess.Popen(args, stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=env)
         try:
             yield process
         finally:

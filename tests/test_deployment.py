@@ -1,0 +1,196 @@
+"""The images and manifests, checked without Docker or a cluster: lint, schemas, policy, and
+agreement with the server, the Envoy config and the README."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from deployment import (
+    DOCKERFILE,
+    KUBECTL,
+    Manifest,
+    all_containers,
+    container,
+    dockerfile_stages,
+    find,
+    flag_value,
+    pod_spec,
+    render,
+)
+
+from gcd_server.app import SERVICE_NAME, VERSION
+from gcd_server.settings import DEFAULT_PORT
+from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, packaged_config, ports_of
+
+from helpers import REPO, SCRIPTS
+
+OVERLAYS = ["base", "pi"]
+KUBERNETES_VERSIONS = ["1.29.0", "1.33.0", "1.37.0"]
+ENVOY = ports_of(packaged_config())
+
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """An overlay rendered by kubectl kustomize, as the name and the file holding the YAML."""
+    if KUBECTL is None:
+        pytest.skip("kubectl with built-in kustomize is not installed")
+    name: str = request.param
+    path = tmp_path_factory.mktemp("rendered") / f"{name}.yaml"
+    result = subprocess.run([KUBECTL, "kustomize", str(REPO / "kustomize" / name)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    path.write_text(result.stdout)
+    return name, path
+
+
+@pytest.fixture(scope="module")
+def pi() -> list[Manifest]:
+    if KUBECTL is None:
+        pytest.skip("kubectl with built-in kustomize is not installed")
+    return render("pi")
+
+
+def checkov(*args: str) -> list[dict[str, object]]:
+    command = [str(SCRIPTS / "checkov"), *args, "--compact", "--skip-download", "--output", "json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    reports = json.loads(result.stdout)
+    return reports if isinstance(reports, list) else [reports]
+
+
+def assert_checkov_clean(reports: list[dict[str, object]]) -> None:
+    for report in reports:
+        summary = report["summary"]
+        assert isinstance(summary, dict)
+        assert summary["failed"] == 0 and summary["parsing_errors"] == 0, report["results"]
+        results = report["results"]
+        assert isinstance(results, dict)
+        for skipped in results["skipped_checks"]:
+            reason = skipped["check_result"]["suppress_comment"]
+            assert len(reason.split()) >= 5, f"{skipped['check_id']} is skipped without a reason: {reason!r}"
+
+
+# Lint, schemas and policy.
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_rendered_overlay_validates_strictly(overlay: tuple[str, Path], version: str) -> None:
+    command = [str(SCRIPTS / "kubernetes-validate"), "--strict", "--quiet", "-k", version, str(overlay[1])]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_checkov_passes_rendered_overlay(overlay: tuple[str, Path]) -> None:
+    assert_checkov_clean(checkov("--file", str(overlay[1]), "--framework", "kubernetes"))
+
+
+def test_checkov_passes_dockerfile() -> None:
+    assert_checkov_clean(checkov("--file", str(DOCKERFILE), "--framework", "dockerfile"))
+
+
+def test_hadolint_passes_dockerfile() -> None:
+    command = [str(SCRIPTS / "hadolint"), "--failure-threshold", "warning", str(DOCKERFILE)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The pod against the server's defaults and the Envoy config.
+
+
+def test_server_container_serves_and_is_probed_on_the_default_port(pi: list[Manifest]) -> None:
+    server = container(pi, "server")
+    assert server["ports"] == [{"name": "grpc", "containerPort": DEFAULT_PORT}]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert server[probe]["grpc"] == {"port": DEFAULT_PORT, "service": SERVICE_NAME}
+
+
+def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
+    envoy = container(pi, "envoy")
+    assert envoy["restartPolicy"] == "Always", "Envoy must be a native sidecar: up first, down last"
+    assert envoy["ports"] == [{"name": "http", "containerPort": ENVOY.rest}]
+    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": "http"}
+    assert ENVOY.grpc == DEFAULT_PORT
+
+
+def test_the_image_carries_the_config_and_descriptor_envoy_is_told_to_use(pi: list[Manifest]) -> None:
+    stage = dockerfile_stages()["envoy"]
+    copies = stage.copies()
+    config_path = flag_value(container(pi, "envoy")["args"], "-c")
+    assert copies[config_path] == "envoy/envoy.yaml"
+    assert stage.exec_form("CMD")[:2] == ["-c", config_path]
+    descriptor = http_filter(packaged_config(), TRANSCODER)["proto_descriptor"]
+    assert stage.copied_from("wheels")[descriptor].endswith("/gcd/v1/gcd.pb")
+
+
+def test_images_run_as_the_users_the_pod_names(pi: list[Manifest]) -> None:
+    stages = dockerfile_stages()
+    for name in ("server", "envoy"):
+        context = container(pi, name)["securityContext"]
+        assert stages[name].last("USER") == f"{context['runAsUser']}:{context['runAsGroup']}"
+        assert stages[name].last("EXPOSE") == str(container(pi, name)["ports"][0]["containerPort"])
+
+
+def test_server_image_runs_the_gcd_server_command() -> None:
+    entrypoint = dockerfile_stages()["server"].exec_form("ENTRYPOINT")
+    assert entrypoint == ["gcd-server"]
+    assert (SCRIPTS / entrypoint[0]).exists()
+
+
+def test_shutdown_fits_in_the_termination_grace_period(pi: list[Manifest]) -> None:
+    server = container(pi, "server")
+    grace = float(next(e["value"] for e in server["env"] if e["name"] == "GCD_GRACE_SECONDS"))
+    pre_stop = server["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + grace < pod_spec(pi)["terminationGracePeriodSeconds"]
+
+
+def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) -> None:
+    manifests = render(overlay[0])
+    assert pod_spec(manifests)["securityContext"]["runAsNonRoot"] is True
+    for each in all_containers(manifests):
+        context = each["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] >= 10000
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert set(each["resources"]) == {"requests", "limits"}
+
+
+def test_services_and_network_policy_reach_only_the_two_ports(overlay: tuple[str, Path]) -> None:
+    manifests = render(overlay[0])
+    named_ports = {port["name"] for each in all_containers(manifests) for port in each["ports"]}
+    assert named_ports == {"http", "grpc"}
+    pod_labels = find(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for service in (m for m in manifests if m["kind"] == "Service"):
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+        assert {port["targetPort"] for port in service["spec"]["ports"]} <= named_ports
+    policy = find(manifests, "NetworkPolicy")["spec"]
+    assert {port["port"] for rule in policy["ingress"] for port in rule["ports"]} == named_ports
+    assert policy["egress"] == []
+    assert find(manifests, "ServiceAccount")["automountServiceAccountToken"] is False
+
+
+# The pi overlay.
+
+
+def test_pi_overlay_runs_three_arm64_replicas_in_a_restricted_namespace(pi: list[Manifest]) -> None:
+    deployment = find(pi, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert pod_spec(pi)["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+    namespace = find(pi, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert {m["metadata"]["namespace"] for m in pi if m["kind"] != "Namespace"} == {namespace["metadata"]["name"]}
+    assert flag_value(container(pi, "envoy")["args"], "--concurrency") == "1"
+
+
+def test_pi_overlay_exposes_envoy_on_the_documented_node_port(pi: list[Manifest]) -> None:
+    (port,) = find(pi, "Service", "gcd-nodeport")["spec"]["ports"]
+    assert port["targetPort"] == "http"
+    assert f":{port['nodePort']}/gcd/12/18" in (REPO / "README.md").read_text()
+
+
+def test_pi_overlay_names_images_of_this_release(pi: list[Manifest]) -> None:
+    images = [each["image"] for each in all_containers(pi)]
+    assert [image.rsplit(":", 1)[1] for image in images] == [VERSION, VERSION]
+    assert all("/" in image for image in images), "the pi overlay must point the images at a registry"
