@@ -22,6 +22,7 @@ from deployment import (
 from gcd_server.app import SERVICE_NAME, VERSION
 from gcd_server.settings import DEFAULT_PORT
 from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, packaged_config, ports_of
+from gcd_stack.stack import ENVOY_DRAIN_FLAGS
 
 from helpers import REPO, SCRIPTS
 
@@ -137,11 +138,22 @@ def test_server_image_runs_the_gcd_server_command() -> None:
     assert (SCRIPTS / entrypoint[0]).exists()
 
 
+def server_env(manifests: list[Manifest]) -> dict[str, str]:
+    return {variable["name"]: variable["value"] for variable in container(manifests, "server")["env"]}
+
+
 def test_shutdown_fits_in_the_termination_grace_period(pi: list[Manifest]) -> None:
-    server = container(pi, "server")
-    grace = float(next(e["value"] for e in server["env"] if e["name"] == "GCD_GRACE_SECONDS"))
-    pre_stop = server["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pre_stop + grace < pod_spec(pi)["terminationGracePeriodSeconds"]
+    grace = float(server_env(pi)["GCD_GRACE_SECONDS"])
+    envoy_drain = float(flag_value(container(pi, "envoy")["args"], "--drain-time-s"))
+    pre_stop = container(pi, "server")["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + envoy_drain + grace < pod_spec(pi)["terminationGracePeriodSeconds"]
+
+
+def test_the_server_drains_the_envoy_beside_it_as_the_stack_does(pi: list[Manifest]) -> None:
+    assert server_env(pi)["GCD_ENVOY_ADMIN"] == f"http://127.0.0.1:{ENVOY.admin}"
+    args = container(pi, "envoy")["args"]
+    for flag, value in zip(ENVOY_DRAIN_FLAGS[::2], ENVOY_DRAIN_FLAGS[1::2], strict=True):
+        assert flag_value(args, flag) == value
 
 
 def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) -> None:

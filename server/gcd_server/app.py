@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_server.envoy_drain import drain_envoy
 from gcd_server.reflection import enable_reflection
 from gcd_server.servicer import GCDServicer
 from gcd_server.settings import Settings, configure_logging, parse_settings
@@ -22,10 +23,19 @@ VERSION = version("gcd-service")
 # A synchronous server: measured on these machines it serves ~5.5k small unary calls/s per core
 # against ~3.3k for grpc.aio. A GCD never waits on I/O, so a few threads keep a core busy.
 _WORKER_THREADS = 8
+# The largest request any service here takes (a reflection lookup by name) is well under 1 KiB;
+# grpc's default would let each call make the server allocate up to 4 MiB.
+MAX_RECEIVE_MESSAGE_BYTES = 4096
+# Envoy pings its upstream connection every 30 s (envoy/envoy.yaml); pings at up to this rate are
+# welcome even on an idle connection, so the server never answers them with GOAWAY.
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
 _SERVER_OPTIONS = [
     # grpc enables SO_REUSEPORT by default, so a second server on a busy port would bind
     # silently and split the traffic; without it the second bind fails at start.
     ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
+    ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+    ("grpc.keepalive_permit_without_calls", 1),
 ]
 
 log = logging.getLogger("gcd_server")
@@ -37,7 +47,11 @@ class PortInUseError(RuntimeError):
 
 def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer]:
     """The GCD service, health (all SERVING) and reflection, bound but not yet started."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=_WORKER_THREADS), options=_SERVER_OPTIONS)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=_WORKER_THREADS),
+        options=_SERVER_OPTIONS,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
     gcd_pb2_grpc.add_GCDServiceServicer_to_server(GCDServicer(), server)
 
     health_servicer = health.HealthServicer()
@@ -66,14 +80,19 @@ def serve(settings: Settings) -> None:
     log.info("gcd-server %s serving %s on %s", VERSION, SERVICE_NAME, settings.address)
     stop_requested.wait()
 
-    log.info("stopping: new RPCs refused, in-flight RPCs get %.1fs to finish", settings.grace_seconds)
-    drain(server, health_servicer, settings.grace_seconds)
+    drain(server, health_servicer, settings.grace_seconds, settings.envoy_admin)
     log.info("stopped")
 
 
-def drain(server: grpc.Server, health_servicer: health.HealthServicer, grace_seconds: float) -> None:
-    """Health turns NOT_SERVING and new RPCs are refused; returns once in-flight RPCs are done."""
+def drain(
+    server: grpc.Server, health_servicer: health.HealthServicer, grace_seconds: float, envoy_admin: str | None = None
+) -> None:
+    """Health turns NOT_SERVING; the Envoy in front, if named, sends its clients elsewhere; then
+    new RPCs are refused and in-flight ones get grace_seconds to finish before this returns."""
     health_servicer.enter_graceful_shutdown()
+    if envoy_admin:
+        drain_envoy(envoy_admin, grace_seconds)
+    log.info("stopping: new RPCs refused, in-flight RPCs get %.1fs to finish", grace_seconds)
     server.stop(grace_seconds).wait()
 
 

@@ -13,6 +13,9 @@ DEFAULT_HOST = "[::]"
 # Kubernetes waits 30 s by default before SIGKILL; a GCD takes microseconds, so 5 s is ample.
 DEFAULT_GRACE_SECONDS = 5.0
 DEFAULT_LOG_LEVEL = "INFO"
+# RPCs in progress at once, the rest answered RESOURCE_EXHAUSTED (HTTP 429 through Envoy) rather
+# than queued without bound. Each takes microseconds, so 100 is a deep queue already.
+DEFAULT_MAX_CONCURRENT_RPCS = 100
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -22,6 +25,8 @@ class Settings:
     port: int
     grace_seconds: float
     log_level: str
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+    envoy_admin: str | None = None
 
     @property
     def address(self) -> str:
@@ -35,6 +40,18 @@ def port_number(text: str) -> int:
     if not (text.isdigit() and 1 <= int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return int(text)
+
+
+def positive_count(text: str) -> int:
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def admin_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// URL")
+    return text.rstrip("/")
 
 
 def grace_seconds(text: str) -> float:
@@ -74,6 +91,20 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
             "seconds that in-flight RPCs get to finish after SIGTERM or SIGINT",
         ),
         ("--log-level", "GCD_LOG_LEVEL", log_level, DEFAULT_LOG_LEVEL, "one of " + ", ".join(LOG_LEVELS)),
+        (
+            "--max-concurrent-rpcs",
+            "GCD_MAX_CONCURRENT_RPCS",
+            positive_count,
+            DEFAULT_MAX_CONCURRENT_RPCS,
+            "RPCs served at once; more are answered RESOURCE_EXHAUSTED",
+        ),
+        (
+            "--envoy-admin",
+            "GCD_ENVOY_ADMIN",
+            admin_url,
+            None,
+            "admin URL of an Envoy in front of this server, drained on SIGTERM before the server stops",
+        ),
     ]
     for flag, env_var, convert, default, text in options:
         from_env = os.environ.get(env_var)
@@ -84,7 +115,14 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
                 parser.error(f"environment variable {env_var}={from_env!r}: {error}")
         parser.add_argument(flag, type=convert, default=default, help=f"{text} (env {env_var}; default: %(default)s)")
     args = parser.parse_args(argv)
-    return Settings(host=args.host, port=args.port, grace_seconds=args.grace, log_level=args.log_level)
+    return Settings(
+        host=args.host,
+        port=args.port,
+        grace_seconds=args.grace,
+        log_level=args.log_level,
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        envoy_admin=args.envoy_admin,
+    )
 
 
 def configure_logging(level: str) -> None:

