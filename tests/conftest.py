@@ -6,7 +6,16 @@ import pytest
 from gcd_stack.envoy_config import Ports
 from gcd_stack.stack import server_is_serving, url_answers_ok
 
-from helpers import free_port, free_ports, health_url, running, server_command, stack_command, wait_for_start
+from helpers import (
+    FIGURES,
+    free_port,
+    free_ports,
+    health_url,
+    running,
+    server_command,
+    stack_command,
+    wait_for_start,
+)
 
 
 @pytest.fixture
@@ -26,3 +35,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
     with running(stack_command(ports), log_dir, "stack") as process:
         wait_for_start(process, lambda: url_answers_ok(health_url(ports)), log_dir, "stack")
         yield ports
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("figures measured by this run")
+    width = max(map(len, FIGURES))
+    terminalreporter.write_line(f"| {'figure'.ljust(width)} | value |")
+    terminalreporter.write_line(f"|{'-' * (width + 2)}|-------|")
+    for name, value in FIGURES.items():
+        terminalreporter.write_line(f"| {name.ljust(width)} | {value} |")

@@ -1,11 +1,14 @@
 """Processes and clients shared by the tests: everything on loopback, on free ports, and stopped."""
 
+from __future__ import annotations
+
 import http.client
 import json
 import signal
 import socket
 import subprocess
 import sysconfig
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+from grpc_health.v1 import health
+
+from gcd_server.app import build_server
+from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
 from gcd_stack.envoy_config import Config, Ports, health_path, packaged_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,3 +157,76 @@ def routes(config: Config) -> list[Config]:
         for host in listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
         for route in host["routes"]
     ]
+
+
+@dataclass
+class HeldCall:
+    """A server under test with one RPC in flight that lasts until release is set."""
+
+    port: int
+    server: grpc.Server
+    health_servicer: health.HealthServicer
+    channel: grpc.Channel
+    in_flight: grpc.Future[bytes]
+    release: threading.Event
+
+
+@contextmanager
+def held_call(payload: bytes, max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS) -> Iterator[HeldCall]:
+    """A real server (build_server) with an extra method, test.Slow/Hold, one call of which is
+    in flight until release is set."""
+    port = free_port()
+    settings = Settings(LOOPBACK, port, grace_seconds=10, log_level="INFO", max_concurrent_rpcs=max_concurrent_rpcs)
+    server, health_servicer = build_server(settings)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(request: bytes, context: grpc.ServicerContext) -> bytes:
+        entered.set()
+        release.wait(30)
+        return request
+
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(hold)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Slow", {"Hold": handler}),))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/test.Slow/Hold")
+            in_flight = call.future(payload, timeout=20)
+            assert entered.wait(5)
+            yield HeldCall(port, server, health_servicer, channel, in_flight, release)
+    finally:
+        release.set()
+        server.stop(0).wait()
+
+
+# What the fault and hostile-input suites measured, printed as a table at the end of the run.
+FIGURES: dict[str, str] = {}
+
+
+def record_figure(name: str, value: object) -> None:
+    FIGURES[name] = str(value)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def http_request_bytes(
+    method: str, target: str, headers: Mapping[str, str] | None = None, body: bytes = b"", version: str = "HTTP/1.1"
+) -> bytes:
+    """A request as written on the wire, so that tests can also send what clients should not."""
+    lines = [f"{method} {target} {version}", "Host: gcd.test"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def raw_http(port: int, request: bytes, timeout: float = 5.0) -> Reply:
+    """Sends request bytes as they are and reads one response; a hang raises TimeoutError."""
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as connection:
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection, method=request.split(b" ", 1)[0].decode(errors="replace"))
+        response.begin()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())

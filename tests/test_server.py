@@ -8,21 +8,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
-from gcd_server.app import SERVICE_NAME, VERSION, build_server, drain
-from gcd_server.settings import Settings
+from gcd_server.app import SERVICE_NAME, VERSION, drain
 from gcd_stack.stack import port_is_free, server_is_serving
 
-from helpers import LOOPBACK, free_port, running, server_command, wait_for_start
+from helpers import LOOPBACK, free_port, held_call, running, server_command, wait_for_start
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -93,42 +90,6 @@ def test_signal_stops_the_server_with_exit_0_and_frees_the_port(signum: signal.S
     assert "stopping: new RPCs refused, in-flight RPCs get 2.0s to finish" in log
     assert log.rstrip().endswith("stopped")
     assert port_is_free(port)
-
-
-@dataclass
-class HeldCall:
-    """A server under test with one RPC in flight that lasts until release is set."""
-
-    server: grpc.Server
-    health_servicer: health.HealthServicer
-    channel: grpc.Channel
-    in_flight: grpc.Future[bytes]
-    release: threading.Event
-
-
-@contextmanager
-def held_call(payload: bytes) -> Iterator[HeldCall]:
-    port = free_port()
-    server, health_servicer = build_server(Settings(host=LOOPBACK, port=port, grace_seconds=10, log_level="INFO"))
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(request: bytes, context: grpc.ServicerContext) -> bytes:
-        entered.set()
-        release.wait(30)
-        return request
-
-    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(hold)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Slow", {"Hold": handler}),))
-    server.start()
-    try:
-        with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/test.Slow/Hold")
-            in_flight = call.future(payload, timeout=20)
-            assert entered.wait(5)
-            yield HeldCall(server, health_servicer, channel, in_flight, release)
-    finally:
-        release.set()
-        server.stop(0).wait()
 
 
 def test_drain_finishes_in_flight_rpcs_and_refuses_new_ones() -> None:

@@ -1,0 +1,186 @@
+"""Hostile REST input against the real stack: a fixed corpus and Hypothesis-made path segments.
+
+Whatever a client sends: no 5xx, no hang, every error a JSON google.rpc.Status body, and every
+200 the right gcd of the path's operands.
+"""
+
+import math
+import re
+from urllib.parse import quote, unquote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gcd_stack.envoy_config import Ports
+
+from helpers import Reply, http_request_bytes, raw_http, record_figure
+
+UINT64_MAX = 2**64 - 1
+# What Envoy's transcoder parses as a uint64: decimal digits, optionally after a plus sign.
+DECIMAL = re.compile(r"\+?[0-9]+")
+pytestmark = pytest.mark.faults
+
+seen = {"cases": 0, "5xx": 0}
+
+
+def get(target: str, **headers: str) -> bytes:
+    return http_request_bytes("GET", target, headers)
+
+
+# Requests that claim to be gRPC get gRPC's answer: HTTP 200 with a non-zero grpc-status.
+GRPC_ERROR = "gRPC error"
+
+# (what it is, the bytes sent, the result a 200 must carry, None where only a 4xx is right, or
+# GRPC_ERROR)
+CORPUS: list[tuple[str, bytes, str | None]] = [
+    ("plain", get("/gcd/12/18"), "6"),
+    ("overflow by one", get(f"/gcd/{UINT64_MAX + 1}/1"), None),
+    ("overflow by far", get("/gcd/" + "9" * 40 + "/1"), None),
+    ("exponent", get("/gcd/1e30/1"), None),
+    ("negative", get("/gcd/-1/5"), None),
+    ("negative zero", get("/gcd/5/-0"), None),
+    ("letters", get("/gcd/abc/5"), None),
+    ("emoji", get("/gcd/%F0%9F%98%80/5"), None),
+    ("null", get("/gcd/null/5"), None),
+    ("NaN", get("/gcd/NaN/5"), None),
+    ("Infinity", get("/gcd/Infinity/5"), None),
+    ("float", get("/gcd/1.5/2"), None),
+    ("leading dot", get("/gcd/.5/2"), None),
+    ("hex", get("/gcd/0x10/2"), None),
+    ("binary", get("/gcd/0b11/2"), None),
+    ("leading zeros", get("/gcd/00012/018"), "6"),
+    ("percent-encoded digits", get("/gcd/%31%32/18"), "6"),
+    ("double-encoded", get("/gcd/%2531/2"), None),
+    ("bare percent", get("/gcd/%/2"), None),
+    ("bad escape", get("/gcd/%zz/2"), None),
+    ("encoded NUL", get("/gcd/%00/2"), None),
+    ("encoded slash", get("/gcd/1%2F2/3"), None),
+    ("encoded space", get("/gcd/%201/2"), None),
+    ("fullwidth digits", get("/gcd/%EF%BC%91%EF%BC%92/18"), None),
+    ("empty operands", get("/gcd//"), None),
+    ("one operand", get("/gcd/1"), None),
+    ("trailing slash", get("/gcd/12/18/"), "6"),
+    ("extra segment", get("/gcd/1/2/3"), None),
+    ("no operands", get("/gcd"), None),
+    ("double slash inside", get("/gcd/1//2"), None),
+    ("leading double slash", get("//gcd/1/2"), None),
+    ("dot segments", get("/gcd/../gcd/12/18"), "6"),
+    ("dot segment inside", get("/gcd/12/./18"), "6"),
+    # Path normalization turns backslashes into slashes, as browsers do.
+    ("backslashes", get("/gcd\\12\\18"), "6"),
+    ("root", get("/"), None),
+    ("admin stats through the public port", get("/stats"), None),
+    ("admin config_dump through the public port", get("/config_dump"), None),
+    ("admin healthcheck/fail through the public port", http_request_bytes("POST", "/healthcheck/fail"), None),
+    ("gRPC path as REST", get("/gcd.v1.GCDService/Compute"), None),
+    ("health path as REST", get("/grpc.health.v1.Health/Check"), None),
+    *((f"method {m}", http_request_bytes(m, "/gcd/12/18"), None) for m in ("POST", "PUT", "DELETE", "PATCH")),
+    *((f"method {m}", http_request_bytes(m, "/gcd/12/18"), None) for m in ("OPTIONS", "TRACE", "FOO")),
+    ("query overriding a", get("/gcd/12/18?a=5"), "6"),
+    ("query overriding both", get("/gcd/12/18?a=5&b=7"), "6"),
+    ("query with junk", get("/gcd/12/18?a=abc&b=-1"), "6"),
+    ("repeated query", get("/gcd/12/18?a=5&a=6"), "6"),
+    ("bad escape in query", get("/gcd/12/18?%zz=1"), "6"),
+    ("array-style query", get("/gcd/12/18?a[]=1"), "6"),
+    ("40 kB query", get("/gcd/12/18?x=" + "y" * 40_000), "6"),
+    ("70 kB URL", get("/gcd/12/" + "1" * 70_000), None),
+    ("70 kB query", get("/gcd/12/18?x=" + "y" * 70_000), None),
+    ("300 headers", http_request_bytes("GET", "/gcd/12/18", {f"x-h{i}": "v" for i in range(300)}), None),
+    ("70 kB header", get("/gcd/12/18", **{"x-big": "v" * 70_000}), None),
+    ("header with underscores", get("/gcd/12/18", **{"x_forwarded_for": "1.2.3.4"}), "6"),
+    ("spoofed forwarding headers", get("/gcd/12/18", **{"x-forwarded-for": "10.0.0.1", "forwarded": "x"}), "6"),
+    ("JSON body on GET contradicting a", http_request_bytes("GET", "/gcd/12/18", body=b'{"a":5}'), None),
+    ("JSON body on GET agreeing", http_request_bytes("GET", "/gcd/12/18", body=b'{"a":"12"}'), "6"),
+    ("JSON body of the wrong type", http_request_bytes("GET", "/gcd/12/18", body=b'{"a":"x"}'), None),
+    ("JSON array body", http_request_bytes("GET", "/gcd/12/18", body=b"[1,2]"), None),
+    ("non-JSON body", http_request_bytes("GET", "/gcd/12/18", body=b"hello"), None),
+    ("5 kB body", http_request_bytes("GET", "/gcd/12/18", body=b" " * 5_000), None),
+    ("gRPC content-type over HTTP/1.1", get("/gcd/12/18", **{"content-type": "application/grpc"}), GRPC_ERROR),
+    (
+        "gRPC content-type on the gRPC path",
+        get("/gcd.v1.GCDService/Compute", **{"content-type": "application/grpc"}),
+        GRPC_ERROR,
+    ),
+    ("gRPC-Web content-type", get("/gcd/12/18", **{"content-type": "application/grpc-web"}), "6"),
+    ("HTTP/1.0", http_request_bytes("GET", "/gcd/12/18", version="HTTP/1.0"), "6"),
+    ("HTTP/1.0 without Host", b"GET /gcd/12/18 HTTP/1.0\r\n\r\n", "6"),
+    ("unknown HTTP version", http_request_bytes("GET", "/gcd/12/18", version="HTTP/9.9"), "6"),
+    ("absolute-form target", get("http://elsewhere.example/gcd/12/18"), "6"),
+    ("garbage request line", b"GARBAGE\r\n\r\n", None),
+    ("space in target", b"GET /gcd/1 2 HTTP/1.1\r\nHost: x\r\n\r\n", None),
+    ("NUL in target", b"GET /gcd/1\x002/3 HTTP/1.1\r\nHost: x\r\n\r\n", None),
+    ("raw UTF-8 in target", "GET /gcd/\uff11\uff12/18 HTTP/1.1\r\nHost: x\r\n\r\n".encode(), None),
+    ("bare LF line endings", b"GET /gcd/12/18 HTTP/1.1\nHost: x\n\n", "6"),
+    ("header without colon", b"GET /gcd/12/18 HTTP/1.1\r\nHost: x\r\nnocolon\r\n\r\n", None),
+    ("no Host header", b"GET /gcd/12/18 HTTP/1.1\r\n\r\n", None),
+    ("folded header", b"GET /gcd/12/18 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n", "6"),
+    (
+        "content-length and chunked together",
+        b"GET /gcd/12/18 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        None,
+    ),
+    (
+        "two content-lengths",
+        b"GET /gcd/12/18 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        None,
+    ),
+]
+
+
+def check(reply: Reply, expected_result: str | None, method: str = "GET") -> None:
+    seen["cases"] += 1
+    if reply.status >= 500:
+        seen["5xx"] += 1
+    assert reply.status < 500, (reply.status, reply.body[:200])
+    if expected_result == GRPC_ERROR:
+        assert reply.status == 200 and reply.headers["grpc-status"] != "0", reply.headers
+        return
+    if expected_result is not None:
+        assert reply.status == 200, (reply.status, reply.body[:200])
+        assert reply.body == b'{"result":"%s"}' % expected_result.encode()
+        return
+    assert 400 <= reply.status < 500, (reply.status, reply.body[:200])
+    if method != "HEAD":
+        assert reply.headers["content-type"] == "application/json"
+        error = reply.json()
+        assert isinstance(error["code"], int) and error["code"] > 0
+        assert isinstance(error["message"], str)
+
+
+@pytest.mark.parametrize(("request_bytes", "expected_result"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
+def test_hostile_request(stack: Ports, request_bytes: bytes, expected_result: str | None) -> None:
+    check(raw_http(stack.rest, request_bytes), expected_result)
+
+
+def test_head_request_is_a_4xx_without_a_body(stack: Ports) -> None:
+    check(raw_http(stack.rest, http_request_bytes("HEAD", "/gcd/12/18")), None, method="HEAD")
+
+
+operands = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.from_regex(r"[0-9]{0,25}", fullmatch=True),
+    st.text(max_size=24),
+    st.sampled_from(["", "0", "-0", "+5", " 5", "5 ", "1e3", "0x1f", "١٢", "NaN", "%", "..", "."]),
+)
+
+
+def expected_gcd(a: str, b: str) -> str | None:
+    """The result a 200 must carry, or None where a/b are not both decimal uint64s."""
+    if not (DECIMAL.fullmatch(a) and DECIMAL.fullmatch(b) and int(a) <= UINT64_MAX and int(b) <= UINT64_MAX):
+        return None
+    return str(math.gcd(int(a), int(b)))
+
+
+@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(a=operands, b=operands)
+def test_any_path_segments(stack: Ports, a: str, b: str) -> None:
+    target = f"/gcd/{quote(a, safe='')}/{quote(b, safe='')}"
+    reply = raw_http(stack.rest, get(target))
+    decoded = unquote(target.split("/")[2]), unquote(target.split("/")[3])
+    check(reply, expected_gcd(*decoded))
+
+
+def test_zz_record_figures() -> None:
+    record_figure("hostile REST requests tried", seen["cases"])
+    record_figure("5xx answers to them", seen["5xx"])
