@@ -1,3 +1,4 @@
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,13 +29,18 @@ def server_port(tmp_path: Path) -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
+def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
     """One gcd-stack (server and Envoy) shared by the tests that only send it requests."""
     log_dir = tmp_path_factory.mktemp("stack")
     ports = free_ports()
     with running(stack_command(ports), log_dir, "stack") as process:
         wait_for_start(process, lambda: url_answers_ok(health_url(ports)), log_dir, "stack")
-        yield ports
+        yield ports, process
+
+
+@pytest.fixture(scope="session")
+def stack(stack_process: tuple[Ports, subprocess.Popen[str]]) -> Ports:
+    return stack_process[0]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

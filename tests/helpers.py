@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import yaml
 from grpc_health.v1 import health
 
 from gcd_server.app import build_server
 from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
-from gcd_stack.envoy_config import Config, Ports, health_path, packaged_config
+from gcd_stack.envoy_config import Config, Ports, descriptor_set_path, health_path, local_config, packaged_config
+from gcd_stack.stack import envoy_command, url_answers_ok
 
 REPO = Path(__file__).resolve().parents[1]
 HEALTH_PATH = health_path(packaged_config())
@@ -230,3 +232,18 @@ def raw_http(port: int, request: bytes, timeout: float = 5.0) -> Reply:
         response = http.client.HTTPResponse(connection, method=request.split(b" ", 1)[0].decode(errors="replace"))
         response.begin()
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+
+
+def local_envoy_config(ports: Ports) -> Config:
+    """envoy/envoy.yaml as gcd-stack runs it on ports."""
+    return local_config(packaged_config(), ports, descriptor_set_path())
+
+
+@contextmanager
+def envoy_alone(config: Config, ports: Ports, log_dir: Path) -> Iterator[None]:
+    """Envoy by itself with config (for upstream ports.grpc), until its admin reports ready."""
+    path = log_dir / "envoy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with running(envoy_command(path), log_dir, "envoy") as process:
+        wait_for_start(process, lambda: url_answers_ok(f"http://{LOOPBACK}:{ports.admin}/ready"), log_dir, "envoy")
+        yield

@@ -1,6 +1,5 @@
 """gcd-stack as a user runs it: start, report, restart a dead server, stop cleanly."""
 
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from helpers import (
     free_port,
     free_ports,
     health_url,
-    http_request,
     is_alive,
     running,
     stack_command,
@@ -73,25 +71,6 @@ def test_ready_banner_gives_the_urls(own_stack: tuple[Ports, subprocess.Popen[st
     assert f"curl http://127.0.0.1:{ports.rest}/gcd/12/18" in banner
     assert f"grpcurl -plaintext 127.0.0.1:{ports.grpc} list" in banner
     assert health_url(ports) in banner
-
-
-def test_a_killed_server_gets_fast_503s_then_comes_back(own_stack: tuple[Ports, subprocess.Popen[str]]) -> None:
-    ports, stack = own_stack
-    killed = server_pid(stack)
-    os.kill(killed, signal.SIGKILL)
-    wait_until(lambda: not is_alive(killed), 5, "server exit")
-
-    unavailable = http_request(ports.rest, "/gcd/12/18")
-    if unavailable.status != 200:  # the restart may already have won the race
-        assert unavailable.status == 503
-        assert unavailable.json()["code"] == 14
-
-    def answers() -> bool:
-        return http_request(ports.rest, "/gcd/12/18").status == 200
-
-    wait_until(answers, RESTART_TIMEOUT_SECONDS, "REST after server restart")
-    assert http_request(ports.rest, "/gcd/12/18").json() == {"result": "6"}
-    assert stack.poll() is None
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -1,30 +1,23 @@
 """What REST clients get from Envoy when gcd-server is down or does not answer."""
 
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
-from gcd_stack.envoy_config import Config, Ports, descriptor_set_path, local_config, packaged_config
-from gcd_stack.stack import envoy_command, url_answers_ok
-
-from helpers import HEALTH_PATH, LOOPBACK, assert_rest_reply, free_ports, http_request, routes, running, wait_for_start
-
-
-@contextmanager
-def envoy_alone(config: Config, ports: Ports, log_dir: Path) -> Iterator[None]:
-    path = log_dir / "envoy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    with running(envoy_command(path), log_dir, "envoy") as process:
-        wait_for_start(process, lambda: url_answers_ok(f"http://{LOOPBACK}:{ports.admin}/ready"), log_dir, "envoy")
-        yield
+from helpers import (
+    HEALTH_PATH,
+    LOOPBACK,
+    assert_rest_reply,
+    envoy_alone,
+    free_ports,
+    http_request,
+    local_envoy_config,
+    routes,
+)
 
 
 def test_server_down_is_a_fast_json_503_with_code_14(tmp_path: Path) -> None:
     ports = free_ports()
-    with envoy_alone(local_config(packaged_config(), ports, descriptor_set_path()), ports, tmp_path):
+    with envoy_alone(local_envoy_config(ports), ports, tmp_path):
         reply = http_request(ports.rest, "/gcd/12/18")
         assert reply.status == 503
         assert_rest_reply(reply)
@@ -38,7 +31,7 @@ def test_server_down_is_a_fast_json_503_with_code_14(tmp_path: Path) -> None:
 
 def test_a_server_that_never_answers_is_a_json_504_with_code_4(tmp_path: Path) -> None:
     ports = free_ports()
-    config = local_config(packaged_config(), ports, descriptor_set_path())
+    config = local_envoy_config(ports)
     # The shipped route timeout, shortened so the test need not wait it out.
     for route in routes(config):
         route["route"]["timeout"] = "0.5s"

@@ -1,0 +1,149 @@
+"""Limits at the edge and in the server: overload is refused quickly, slow and idle clients do
+not starve normal ones, and Envoy and the server agree on keepalive."""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
+from gcd_stack.envoy_config import CLUSTER, Ports, http_filter, packaged_config
+
+from helpers import (
+    LOOPBACK,
+    assert_rest_reply,
+    envoy_alone,
+    free_ports,
+    held_call,
+    http_request,
+    local_envoy_config,
+    percentile,
+    record_figure,
+)
+
+pytestmark = pytest.mark.faults
+SLOW_CLIENTS = 200
+IDLE_CONNECTIONS = 500
+SAMPLES = 300
+# Generous for a loaded 2-core CI machine; an unloaded request takes about a millisecond.
+P99_LIMIT_SECONDS = 0.1
+
+
+def duration_seconds(text: str) -> float:
+    return float(text.removesuffix("s"))
+
+
+def test_server_at_its_rpc_limit_answers_429_through_envoy(tmp_path: Path) -> None:
+    with held_call(b"", max_concurrent_rpcs=1) as held:
+        with pytest.raises(grpc.RpcError) as refused:
+            gcd_pb2_grpc.GCDServiceStub(held.channel).Compute(gcd_pb2.ComputeRequest(a=1, b=1), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        free = free_ports()
+        ports = Ports(rest=free.rest, admin=free.admin, grpc=held.port)
+        with envoy_alone(local_envoy_config(ports), ports, tmp_path):
+            reply = http_request(ports.rest, "/gcd/12/18")
+    assert reply.status == 429
+    assert_rest_reply(reply)
+    assert reply.json()["code"] == 8
+
+
+def test_envoy_pings_the_server_no_more_often_than_it_accepts() -> None:
+    (cluster,) = packaged_config()["static_resources"]["clusters"]
+    assert cluster["name"] == CLUSTER
+    options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    keepalive = options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
+    assert duration_seconds(keepalive["interval"]) * 1000 >= MIN_CLIENT_PING_INTERVAL_MS
+
+
+def latencies(port: int, count: int = SAMPLES) -> list[float]:
+    """Seconds each of count fresh-connection REST requests took, all checked for the answer."""
+    samples = []
+    for i in range(count):
+        started = time.monotonic()
+        reply = http_request(port, f"/gcd/{12 * i}/18")
+        samples.append(time.monotonic() - started)
+        assert reply.status == 200
+    return samples
+
+
+def record_latencies(label: str, samples: list[float]) -> None:
+    record_figure(
+        f"REST latency {label}, p50 / p99 / max (ms)",
+        " / ".join(f"{percentile(samples, q) * 1000:.1f}" for q in (0.5, 0.99, 1.0)),
+    )
+
+
+@contextmanager
+def open_connections(port: int, count: int, first_bytes: bytes = b"") -> Iterator[list[socket.socket]]:
+    with ExitStack() as stack:
+        connections = []
+        for _ in range(count):
+            connection = stack.enter_context(socket.create_connection((LOOPBACK, port), timeout=15))
+            if first_bytes:
+                connection.sendall(first_bytes)
+            connections.append(connection)
+        yield connections
+
+
+def test_normal_requests_stay_fast(stack: Ports) -> None:
+    samples = latencies(stack.rest)
+    record_latencies("alone", samples)
+    assert percentile(samples, 0.99) < P99_LIMIT_SECONDS
+
+
+def test_slowloris_flood_neither_starves_others_nor_lingers(stack: Ports) -> None:
+    timeout = duration_seconds(
+        packaged_config()["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "request_headers_timeout"
+        ]
+    )
+    stop_dripping = threading.Event()
+    with open_connections(stack.rest, SLOW_CLIENTS, b"GET /gcd/12/18 HTTP/1.1\r\nHost: slow\r\n") as slow:
+
+        def drip() -> None:
+            while not stop_dripping.wait(0.5):
+                for connection in slow:
+                    # Envoy may already have cut this one off.
+                    with suppress(OSError):
+                        connection.sendall(b"X-Slow: 1\r\n")
+
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        started = time.monotonic()
+        try:
+            samples = latencies(stack.rest)
+        finally:
+            stop_dripping.set()
+            dripper.join()
+        record_latencies(f"during a flood of {SLOW_CLIENTS} slow clients", samples)
+        assert percentile(samples, 0.99) < P99_LIMIT_SECONDS
+
+        # Each slow client is cut off once request_headers_timeout has passed since it connected.
+        time.sleep(max(0.0, timeout + 1 - (time.monotonic() - started)))
+        cut_off = sum(1 for connection in slow if b" 408 " in connection.recv(4096).split(b"\r\n")[0])
+    record_figure(f"slow clients cut off after {timeout:.0f} s (HTTP 408)", f"{cut_off} of {SLOW_CLIENTS}")
+    assert cut_off == SLOW_CLIENTS
+
+
+def test_burst_of_idle_connections_does_not_starve_others(stack: Ports) -> None:
+    with open_connections(stack.rest, IDLE_CONNECTIONS):
+        samples = latencies(stack.rest)
+    record_latencies(f"beside {IDLE_CONNECTIONS} idle connections", samples)
+    assert percentile(samples, 0.99) < P99_LIMIT_SECONDS
+
+
+def test_connection_limit_and_heap_limit_are_set() -> None:
+    config = packaged_config()
+    monitors = {monitor["name"]: monitor["typed_config"] for monitor in config["overload_manager"]["resource_monitors"]}
+    connections = monitors["envoy.resource_monitors.global_downstream_max_connections"]
+    assert connections["max_active_downstream_connections"] >= SLOW_CLIENTS + IDLE_CONNECTIONS
+    heap = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
+    assert heap <= 64 * 2**20, "Envoy's heap must stay well under the pod's 128 MiB memory limit"
+    assert http_filter(config, "envoy.filters.http.grpc_json_transcoder")["max_request_body_size"] <= 4096
