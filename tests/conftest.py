@@ -5,11 +5,10 @@ from pathlib import Path
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import server_is_serving, url_answers_ok
+from gcd_stack.stack import free_port, server_is_serving, url_answers_ok
 
 from helpers import (
     FIGURES,
-    free_port,
     free_ports,
     health_url,
     running,

@@ -23,20 +23,13 @@ from grpc_health.v1 import health
 from gcd_server.app import build_server
 from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
 from gcd_stack.envoy_config import Config, Ports, descriptor_set_path, health_path, local_config, packaged_config
-from gcd_stack.stack import envoy_command, url_answers_ok
+from gcd_stack.stack import envoy_command, free_port, url_answers_ok
 
 REPO = Path(__file__).resolve().parents[1]
 HEALTH_PATH = health_path(packaged_config())
 SCRIPTS = Path(sysconfig.get_path("scripts"))
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_SECONDS = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:

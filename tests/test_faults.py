@@ -20,12 +20,11 @@ from gcd_server.app import build_server, drain
 from gcd_server.servicer import GCDServicer
 from gcd_server.settings import Settings
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import server_is_serving, url_answers_ok
+from gcd_stack.stack import free_port, server_is_serving, url_answers_ok
 
 from helpers import (
     LOOPBACK,
     children,
-    free_port,
     free_ports,
     health_url,
     http_request,

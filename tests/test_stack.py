@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import port_is_free, url_answers_ok
+from gcd_stack.stack import free_port, port_is_free, url_answers_ok
 
 from helpers import (
     SCRIPTS,
     children,
-    free_port,
     free_ports,
     health_url,
     is_alive,

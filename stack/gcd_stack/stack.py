@@ -68,6 +68,14 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def free_port() -> int:
+    """A loopback port that nothing listens on now, chosen by the kernel (for tests and bench/)."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def server_is_serving(port: int) -> bool:
     with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
         try:

@@ -1,0 +1,363 @@
+"""The benchmark: four ways to serve a GCD, measured side by side in one run.
+
+  grpc-direct   gRPC straight to gcd-server
+  rest-envoy    REST through Envoy's transcoder to the same server (this project's design)
+  grpc-envoy    gRPC passed through Envoy
+  rest-gateway  REST through bench/gateway.py, a hand-written Python gateway (the original design)
+
+gcd-server is pinned to CPU 0; Envoy, the gateway and the load generators (h2load, wrk) share
+CPU 1. The arms run interleaved, REPEATS rounds, and medians are reported. Every run is gated:
+the load generator must report no failure, and the bytes of response bodies must add up to a
+right answer for every request (a gRPC error is a 200 with no body, so this catches those too).
+
+    python bench/run.py            (tox -e bench; needs h2load and wrk: apt-get install nghttp2-client wrk)
+"""
+
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import yaml
+
+from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_server.app import SERVICE_NAME
+from gcd_stack.envoy_config import LOOPBACK, Ports
+from gcd_stack.stack import envoy_command, free_port, server_is_serving, url_answers_ok, write_local_envoy_config
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+REPEATS = 3
+SECONDS = 3
+RATE = 1000  # requests/s for the fixed-rate runs: a busy Pi, well under saturation
+CPU_SERVER, CPU_REST = "0", "1"
+REQUEST = gcd_pb2.ComputeRequest(a=12, b=18)
+REST_PATH = "/gcd/12/18"
+# Response bodies: gRPC's 5-byte prefix and ComputeResponse(result=6); the REST JSON.
+GRPC_BODY_BYTES = 5 + len(gcd_pb2.ComputeResponse(result=6).SerializeToString())
+REST_BODY = b'{"result":"6"}'
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    grpc: bool
+    port: int
+    proxy: str | None  # the process between client and server whose CPU is reported
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    latencies_us: list[int]
+    cpu_seconds: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def latency_ms(self, fraction: float) -> float:
+        ordered = sorted(self.latencies_us)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1000
+
+    def cpu_us_per_request(self, process: str) -> float:
+        return self.cpu_seconds[process] * 1e6 / self.requests
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def pinned(cpu: str, command: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *command]
+
+
+def wait_for(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, timeout: float = 20) -> float:
+    started = time.monotonic()
+    while not ready():
+        if process.poll() is not None or time.monotonic() - started > timeout:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.005)
+    return time.monotonic() - started
+
+
+@contextmanager
+def started(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def server_command(port: int) -> list[str]:
+    return pinned(CPU_SERVER, [sys.executable, "-m", "gcd_server", "--host", LOOPBACK, "--port", str(port)])
+
+
+def server_start_seconds(workdir: Path) -> float:
+    """Spawn to SERVING, for a server started on its own core."""
+    port = free_port()
+    with started(server_command(port), workdir / "server-start.log") as process:
+        return wait_for(lambda: server_is_serving(port), process, "gcd-server")
+
+
+def pod_envoy_concurrency() -> str:
+    """--concurrency as the pi overlay runs Envoy: the benchmark measures that Envoy."""
+    patch = yaml.safe_load((REPO / "kustomize" / "pi" / "deployment-pi.yaml").read_text())
+    (envoy,) = patch["spec"]["template"]["spec"]["initContainers"]
+    args: list[str] = envoy["args"]
+    return args[args.index("--concurrency") + 1]
+
+
+def h2load(arm: Arm, workdir: Path, rate: int | None) -> tuple[int, float, list[int]]:
+    """One h2load run against arm; returns requests, seconds and per-request latencies (us)."""
+    log = workdir / "h2load.log"
+    log.unlink(missing_ok=True)
+    command = ["h2load", "-D", str(SECONDS), f"--log-file={log}"]
+    command += ["-c", "10", f"--rps={rate // 10}"] if rate else (["-c", "4", "-m", "16"] if arm.grpc else ["-c", "16"])
+    if arm.grpc:
+        body = workdir / "request.bin"
+        payload = REQUEST.SerializeToString()
+        body.write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+        command += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(body)]
+        command.append(f"http://{LOOPBACK}:{arm.port}/{SERVICE_NAME}/Compute")
+    else:
+        command += ["--h1", f"http://{LOOPBACK}:{arm.port}{REST_PATH}"]
+    output = subprocess.run(pinned(CPU_REST, command), capture_output=True, text=True, check=True).stdout
+
+    def number(pattern: str) -> float:
+        match = re.search(pattern, output)
+        if match is None:
+            raise RuntimeError(f"h2load printed no {pattern!r}:\n{output}")
+        return float(match.group(1))
+
+    done = int(number(r"(\d+) done"))
+    body_bytes = GRPC_BODY_BYTES if arm.grpc else len(REST_BODY)
+    gates = {
+        "failed": number(r"(\d+) failed") == 0,
+        "errored": number(r"(\d+) errored") == 0,
+        "all 2xx": number(r"status codes: (\d+) 2xx") == done,
+        # Duration mode may count the body of a request still under way when time ran out.
+        "right bodies": done * body_bytes <= number(r"\((\d+)\) data") <= number(r"(\d+) started") * body_bytes,
+    }
+    if not all(gates.values()) or done == 0:
+        raise RuntimeError(f"{arm.name}: gate failed {gates}:\n{output}")
+    latencies = [int(line.split("\t")[2]) for line in log.read_text().splitlines()]
+    return done, number(r"finished in ([\d.]+)s"), latencies
+
+
+def wrk_rate(arm: Arm) -> float:
+    """Requests/s by wrk, a second load generator, for the REST arms."""
+    command = ["wrk", "-t1", "-c16", f"-d{SECONDS}s", f"http://{LOOPBACK}:{arm.port}{REST_PATH}"]
+    output = subprocess.run(pinned(CPU_REST, command), capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"{arm.name}: wrk saw errors:\n{output}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if match is None:
+        raise RuntimeError(f"wrk printed no rate:\n{output}")
+    return float(match.group(1))
+
+
+def check_answers(arm: Arm) -> None:
+    """The gate before timing: one right answer from each arm."""
+    if arm.grpc:
+        with grpc.insecure_channel(f"{LOOPBACK}:{arm.port}") as channel:
+            assert gcd_pb2_grpc.GCDServiceStub(channel).Compute(REQUEST, timeout=5).result == 6
+    else:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{arm.port}{REST_PATH}", timeout=5) as response:
+            assert response.read() == REST_BODY
+
+
+def measured(arm: Arm, pids: dict[str, int], workdir: Path, rate: int | None) -> Run:
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    requests, seconds, latencies = h2load(arm, workdir, rate)
+    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    return Run(requests, seconds, latencies, cpu)
+
+
+def benchmark(workdir: Path) -> str:
+    start_seconds = [server_start_seconds(workdir) for _ in range(REPEATS)]
+    ports = Ports(rest=free_port(), admin=free_port(), grpc=free_port())
+    gateway_port = free_port()
+    envoy_config = workdir / "envoy.yaml"
+    write_local_envoy_config(envoy_config, ports)
+    concurrency = pod_envoy_concurrency()
+    arms = [
+        Arm("grpc-direct", True, ports.grpc, None),
+        Arm("rest-envoy", False, ports.rest, "envoy"),
+        Arm("grpc-envoy", True, ports.rest, "envoy"),
+        Arm("rest-gateway", False, gateway_port, "gateway"),
+    ]
+    saturation: dict[str, list[Run]] = {arm.name: [] for arm in arms}
+    fixed_rate: dict[str, list[Run]] = {arm.name: [] for arm in arms}
+    wrk: dict[str, list[float]] = {arm.name: [] for arm in arms if not arm.grpc}
+    with ExitStack() as stack:
+        server = stack.enter_context(started(server_command(ports.grpc), workdir / "server.log"))
+        wait_for(lambda: server_is_serving(ports.grpc), server, "gcd-server")
+        envoy_args = [*envoy_command(envoy_config), "--concurrency", concurrency, "--disable-hot-restart"]
+        envoy = stack.enter_context(started(pinned(CPU_REST, envoy_args), workdir / "envoy.log"))
+        wait_for(lambda: url_answers_ok(f"http://{LOOPBACK}:{ports.rest}/healthz"), envoy, "Envoy")
+        gateway_args = [sys.executable, str(BENCH / "gateway.py"), "--port", str(gateway_port)]
+        gateway_args += ["--upstream", f"{LOOPBACK}:{ports.grpc}"]
+        gateway = stack.enter_context(started(pinned(CPU_REST, gateway_args), workdir / "gateway.log"))
+        wait_for(lambda: url_answers_ok(f"http://{LOOPBACK}:{gateway_port}{REST_PATH}"), gateway, "gateway")
+        pids = {"server": server.pid, "envoy": envoy.pid, "gateway": gateway.pid}
+
+        for arm in arms:
+            check_answers(arm)
+            h2load(arm, workdir, rate=None)  # warm-up, untimed
+        for round_number in range(1, REPEATS + 1):
+            for arm in arms:
+                saturation[arm.name].append(measured(arm, pids, workdir, rate=None))
+                fixed_rate[arm.name].append(measured(arm, pids, workdir, rate=RATE))
+                if arm.name in wrk:
+                    wrk[arm.name].append(wrk_rate(arm))
+            print(f"round {round_number} of {REPEATS} done", file=sys.stderr, flush=True)
+        rss = {name: peak_rss_mib(pid) for name, pid in pids.items()}
+    return report(arms, saturation, fixed_rate, wrk, rss, statistics.median(start_seconds), concurrency)
+
+
+def report(
+    arms: list[Arm],
+    saturation: dict[str, list[Run]],
+    fixed_rate: dict[str, list[Run]],
+    wrk: dict[str, list[float]],
+    rss: dict[str, float],
+    start_seconds: float,
+    concurrency: str,
+) -> str:
+    def median(runs: list[Run], value: Callable[[Run], float]) -> float:
+        return statistics.median(value(run) for run in runs)
+
+    rates = {arm.name: median(saturation[arm.name], lambda run: run.rate) for arm in arms}
+    p99_at_rate = {arm.name: median(fixed_rate[arm.name], lambda run: run.latency_ms(0.99)) for arm in arms}
+
+    def cpu_us(runs: list[Run], process: str) -> float:
+        return statistics.median(run.cpu_us_per_request(process) for run in runs)
+
+    server_us = {arm.name: cpu_us(saturation[arm.name], "server") for arm in arms}
+    proxy_us = {arm.name: cpu_us(saturation[arm.name], arm.proxy) for arm in arms if arm.proxy}
+    lines = [
+        f"Medians of {REPEATS} interleaved rounds of {SECONDS} s per run; gcd-server on CPU {CPU_SERVER}, "
+        f"Envoy (--concurrency {concurrency}), the gateway and the load generators on CPU {CPU_REST}.",
+        "",
+        "| arm | req/s at saturation | p50 / p99 at saturation (ms) | p50 / p99 at 1000 req/s (ms) "
+        "| server CPU per request (us) | proxy CPU per request (us) | wrk req/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm in arms:
+        sat, fixed = saturation[arm.name], fixed_rate[arm.name]
+        lines.append(
+            f"| {arm.name} | {rates[arm.name]:.0f} "
+            f"| {median(sat, lambda r: r.latency_ms(0.5)):.2f} / {median(sat, lambda r: r.latency_ms(0.99)):.2f} "
+            f"| {median(fixed, lambda r: r.latency_ms(0.5)):.2f} / {p99_at_rate[arm.name]:.2f} "
+            f"| {server_us[arm.name]:.0f} | {f'{proxy_us[arm.name]:.0f} ({arm.proxy})' if arm.proxy else '-'} "
+            f"| {f'{statistics.median(wrk[arm.name]):.0f}' if arm.name in wrk else '-'} |"
+        )
+    via_envoy_vs_direct = rates["rest-envoy"] / rates["grpc-direct"]
+    via_envoy_vs_gateway = rates["rest-envoy"] / rates["rest-gateway"]
+    targets = [
+        ("REST via Envoy / direct gRPC, req/s", f"{via_envoy_vs_direct:.2f}x", ">= 0.9x", via_envoy_vs_direct >= 0.9),
+        (
+            "REST via Envoy / hand-written gateway, req/s",
+            f"{via_envoy_vs_gateway:.2f}x",
+            ">= 2x",
+            via_envoy_vs_gateway >= 2,
+        ),
+        (
+            "p99 at 1000 req/s: REST via Envoy / gateway (ms)",
+            f"{p99_at_rate['rest-envoy']:.2f} / {p99_at_rate['rest-gateway']:.2f}",
+            "Envoy lower, <= 3",
+            p99_at_rate["rest-envoy"] < p99_at_rate["rest-gateway"] and p99_at_rate["rest-envoy"] <= 3,
+        ),
+        (
+            "Envoy CPU per transcoded request",
+            f"{proxy_us['rest-envoy']:.0f} us",
+            "<= 150 us",
+            proxy_us["rest-envoy"] <= 150,
+        ),
+        (
+            "server CPU per request (REST via Envoy)",
+            f"{server_us['rest-envoy']:.0f} us",
+            "<= 200 us",
+            server_us["rest-envoy"] <= 200,
+        ),
+        ("server peak RSS", f"{rss['server']:.1f} MiB", "<= 50 MB (47.7 MiB)", rss["server"] * 2**20 <= 50e6),
+        ("Envoy peak RSS", f"{rss['envoy']:.1f} MiB", "<= 64 MB (61.0 MiB)", rss["envoy"] * 2**20 <= 64e6),
+        ("gateway peak RSS", f"{rss['gateway']:.1f} MiB", "-", True),
+        ("server start to SERVING", f"{start_seconds:.2f} s", "<= 1 s", start_seconds <= 1),
+    ]
+    lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
+    lines += [f"| {name} | {value} | {goal} | {'yes' if met else 'no'} |" for name, value, goal, met in targets]
+    lines += ["", f"Machine: {machine()}."]
+    chart(arms, rates, p99_at_rate)
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
+    python = platform.python_version()
+    return f"{os.cpu_count()} x {model}, {platform.machine()}, Linux {platform.release()}, Python {python}"
+
+
+def chart(arms: list[Arm], rates: dict[str, float], p99_at_rate: dict[str, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [arm.name for arm in arms]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(names, [rates[name] for name in names], color=["#777", "#2a7", "#7a2", "#c54"])
+    left.set_title("requests/s at saturation (higher is better)")
+    right.bar(names, [p99_at_rate[name] for name in names], color=["#777", "#2a7", "#7a2", "#c54"])
+    right.set_title(f"p99 latency at {RATE} req/s, ms (lower is better)")
+    for axis in (left, right):
+        axis.tick_params(axis="x", labelrotation=20)
+    figure.tight_layout()
+    figure.savefig(BENCH / "results.png", dpi=100)
+
+
+def main() -> None:
+    missing = [tool for tool in ("h2load", "wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}: apt-get install nghttp2-client wrk util-linux")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("the benchmark pins the server and the load to two different CPUs; this machine has one")
+    with tempfile.TemporaryDirectory(prefix="gcd-bench-") as workdir:
+        results = benchmark(Path(workdir))
+    (BENCH / "results.md").write_text(results)
+    print(results)
+
+
+if __name__ == "__main__":
+    main()
