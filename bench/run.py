@@ -6,13 +6,14 @@
   rest-gateway  REST through bench/gateway.py, a hand-written Python gateway (the original design)
 
 gcd-server is pinned to CPU 0; Envoy, the gateway and the load generators (h2load, wrk) share
-CPU 1. The arms run interleaved, REPEATS rounds, and medians are reported. Every run is gated:
+CPU 1. The arms run interleaved, ROUNDS rounds, and medians are reported. Every run is gated:
 the load generator must report no failure, and the bytes of response bodies must add up to a
 right answer for every request (a gRPC error is a 200 with no body, so this catches those too).
 
     python bench/run.py            (tox -e bench; needs h2load and wrk: apt-get install nghttp2-client wrk)
 """
 
+import argparse
 import os
 import platform
 import re
@@ -39,7 +40,7 @@ from gcd_stack.stack import envoy_command, free_port, server_is_serving, url_ans
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-REPEATS = 3
+ROUNDS = 3
 SECONDS = 3
 RATE = 1000  # requests/s for the fixed-rate runs: a busy Pi, well under saturation
 CPU_SERVER, CPU_REST = "0", "1"
@@ -137,11 +138,11 @@ def pod_envoy_concurrency() -> str:
     return args[args.index("--concurrency") + 1]
 
 
-def h2load(arm: Arm, workdir: Path, rate: int | None) -> tuple[int, float, list[int]]:
+def h2load(arm: Arm, workdir: Path, seconds: int, rate: int | None) -> tuple[int, float, list[int]]:
     """One h2load run against arm; returns requests, seconds and per-request latencies (us)."""
     log = workdir / "h2load.log"
     log.unlink(missing_ok=True)
-    command = ["h2load", "-D", str(SECONDS), f"--log-file={log}"]
+    command = ["h2load", "-D", str(seconds), f"--log-file={log}"]
     command += ["-c", "10", f"--rps={rate // 10}"] if rate else (["-c", "4", "-m", "16"] if arm.grpc else ["-c", "16"])
     if arm.grpc:
         body = workdir / "request.bin"
@@ -174,9 +175,9 @@ def h2load(arm: Arm, workdir: Path, rate: int | None) -> tuple[int, float, list[
     return done, number(r"finished in ([\d.]+)s"), latencies
 
 
-def wrk_rate(arm: Arm) -> float:
+def wrk_rate(arm: Arm, seconds: int) -> float:
     """Requests/s by wrk, a second load generator, for the REST arms."""
-    command = ["wrk", "-t1", "-c16", f"-d{SECONDS}s", f"http://{LOOPBACK}:{arm.port}{REST_PATH}"]
+    command = ["wrk", "-t1", "-c16", f"-d{seconds}s", f"http://{LOOPBACK}:{arm.port}{REST_PATH}"]
     output = subprocess.run(pinned(CPU_REST, command), capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"{arm.name}: wrk saw errors:\n{output}")
@@ -196,15 +197,15 @@ def check_answers(arm: Arm) -> None:
             assert response.read() == REST_BODY
 
 
-def measured(arm: Arm, pids: dict[str, int], workdir: Path, rate: int | None) -> Run:
+def measured(arm: Arm, pids: dict[str, int], workdir: Path, seconds: int, rate: int | None) -> Run:
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    requests, seconds, latencies = h2load(arm, workdir, rate)
+    requests, seconds_taken, latencies = h2load(arm, workdir, seconds, rate)
     cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-    return Run(requests, seconds, latencies, cpu)
+    return Run(requests, seconds_taken, latencies, cpu)
 
 
-def benchmark(workdir: Path) -> str:
-    start_seconds = [server_start_seconds(workdir) for _ in range(REPEATS)]
+def benchmark(workdir: Path, rounds: int, seconds: int) -> str:
+    start_seconds = [server_start_seconds(workdir) for _ in range(rounds)]
     ports = Ports(rest=free_port(), admin=free_port(), grpc=free_port())
     gateway_port = free_port()
     envoy_config = workdir / "envoy.yaml"
@@ -233,16 +234,17 @@ def benchmark(workdir: Path) -> str:
 
         for arm in arms:
             check_answers(arm)
-            h2load(arm, workdir, rate=None)  # warm-up, untimed
-        for round_number in range(1, REPEATS + 1):
+            h2load(arm, workdir, seconds=1, rate=None)  # warm-up, untimed
+        for round_number in range(1, rounds + 1):
             for arm in arms:
-                saturation[arm.name].append(measured(arm, pids, workdir, rate=None))
-                fixed_rate[arm.name].append(measured(arm, pids, workdir, rate=RATE))
+                saturation[arm.name].append(measured(arm, pids, workdir, seconds, rate=None))
+                fixed_rate[arm.name].append(measured(arm, pids, workdir, seconds, rate=RATE))
                 if arm.name in wrk:
-                    wrk[arm.name].append(wrk_rate(arm))
-            print(f"round {round_number} of {REPEATS} done", file=sys.stderr, flush=True)
+                    wrk[arm.name].append(wrk_rate(arm, seconds))
+            print(f"round {round_number} of {rounds} done", file=sys.stderr, flush=True)
         rss = {name: peak_rss_mib(pid) for name, pid in pids.items()}
-    return report(arms, saturation, fixed_rate, wrk, rss, statistics.median(start_seconds), concurrency)
+    setup = f"Medians of {rounds} interleaved rounds of {seconds} s per run"
+    return report(arms, saturation, fixed_rate, wrk, rss, statistics.median(start_seconds), setup, concurrency)
 
 
 def report(
@@ -252,6 +254,7 @@ def report(
     wrk: dict[str, list[float]],
     rss: dict[str, float],
     start_seconds: float,
+    setup: str,
     concurrency: str,
 ) -> str:
     def median(runs: list[Run], value: Callable[[Run], float]) -> float:
@@ -266,7 +269,7 @@ def report(
     server_us = {arm.name: cpu_us(saturation[arm.name], "server") for arm in arms}
     proxy_us = {arm.name: cpu_us(saturation[arm.name], arm.proxy) for arm in arms if arm.proxy}
     lines = [
-        f"Medians of {REPEATS} interleaved rounds of {SECONDS} s per run; gcd-server on CPU {CPU_SERVER}, "
+        f"{setup}; gcd-server on CPU {CPU_SERVER}, "
         f"Envoy (--concurrency {concurrency}), the gateway and the load generators on CPU {CPU_REST}.",
         "",
         "| arm | req/s at saturation | p50 / p99 at saturation (ms) | p50 / p99 at 1000 req/s (ms) "
@@ -348,13 +351,17 @@ def chart(arms: list[Arm], rates: dict[str, float], p99_at_rate: dict[str, float
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds (default: %(default)s)")
+    parser.add_argument("--seconds", type=int, default=SECONDS, help="length of each run (default: %(default)s)")
+    args = parser.parse_args()
     missing = [tool for tool in ("h2load", "wrk", "taskset") if shutil.which(tool) is None]
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install nghttp2-client wrk util-linux")
     if (os.cpu_count() or 1) < 2:
         sys.exit("the benchmark pins the server and the load to two different CPUs; this machine has one")
     with tempfile.TemporaryDirectory(prefix="gcd-bench-") as workdir:
-        results = benchmark(Path(workdir))
+        results = benchmark(Path(workdir), args.rounds, args.seconds)
     (BENCH / "results.md").write_text(results)
     print(results)
 

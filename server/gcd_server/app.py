@@ -21,8 +21,10 @@ SERVICE_NAME = gcd_pb2.DESCRIPTOR.services_by_name["GCDService"].full_name
 VERSION = version("gcd-service")
 
 # A synchronous server: measured on these machines it serves ~5.5k small unary calls/s per core
-# against ~3.3k for grpc.aio. A GCD never waits on I/O, so a few threads keep a core busy.
-_WORKER_THREADS = 8
+# against ~3.3k for grpc.aio. A GCD never waits on I/O, so a few threads keep a core busy: 4 served
+# as many requests/s as 8 with a lower p99 and less memory (bench/README.md); 2 would leave
+# Compute waiting behind a couple of open reflection streams.
+_WORKER_THREADS = 4
 # The largest request any service here takes (a reflection lookup by name) is well under 1 KiB;
 # grpc's default would let each call make the server allocate up to 4 MiB.
 MAX_RECEIVE_MESSAGE_BYTES = 4096
