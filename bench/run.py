@@ -18,7 +18,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,14 @@ import yaml
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
 from gcd_stack.envoy_config import LOOPBACK, Ports
-from gcd_stack.stack import envoy_command, free_port, server_is_serving, url_answers_ok, write_local_envoy_config
+from gcd_stack.stack import (
+    envoy_command,
+    free_port,
+    server_is_serving,
+    stop_process,
+    url_answers_ok,
+    write_local_envoy_config,
+)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -111,12 +117,7 @@ def started(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
 
 
 def server_command(port: int) -> list[str]:

@@ -42,6 +42,15 @@ def stack(stack_process: tuple[Ports, subprocess.Popen[str]]) -> Ports:
     return stack_process[0]
 
 
+@pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
+    """A gcd-stack of its own, which a test may break or stop; logs in tmp_path/stack.*."""
+    ports = free_ports()
+    with running(stack_command(ports), tmp_path, "stack") as process:
+        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), tmp_path, "stack")
+        yield ports, process
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not FIGURES:
         return

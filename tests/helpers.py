@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import signal
 import socket
 import subprocess
 import sysconfig
@@ -23,7 +22,7 @@ from grpc_health.v1 import health
 from gcd_server.app import build_server
 from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
 from gcd_stack.envoy_config import Config, Ports, descriptor_set_path, health_path, local_config, packaged_config
-from gcd_stack.stack import envoy_command, free_port, url_answers_ok
+from gcd_stack.stack import envoy_command, free_port, stop_process, url_answers_ok
 
 REPO = Path(__file__).resolve().parents[1]
 HEALTH_PATH = health_path(packaged_config())
@@ -52,13 +51,7 @@ def running(
         try:
             yield process
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process, timeout=15)
 
 
 def wait_for_start(process: subprocess.Popen[str], ready: Callable[[], bool], log_dir: Path, name: str) -> None:
@@ -129,6 +122,12 @@ def children(parent: int) -> dict[int, str]:
         if int(ppid) == parent and state != "Z":
             found[pid] = cmdline
     return found
+
+
+def server_pid(stack: subprocess.Popen[str]) -> int:
+    """The gcd-server that a gcd-stack runs now."""
+    (pid,) = [pid for pid, command in children(stack.pid).items() if "gcd_server" in command]
+    return pid
 
 
 def is_alive(pid: int) -> bool:

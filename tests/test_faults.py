@@ -20,19 +20,17 @@ from gcd_server.app import build_server, drain
 from gcd_server.servicer import GCDServicer
 from gcd_server.settings import Settings
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import free_port, server_is_serving, url_answers_ok
+from gcd_stack.stack import free_port, server_is_serving
 
 from helpers import (
     LOOPBACK,
     children,
-    free_ports,
-    health_url,
     http_request,
     is_alive,
     record_figure,
     running,
     server_command,
-    stack_command,
+    server_pid,
     wait_for_start,
 )
 
@@ -40,19 +38,6 @@ pytestmark = pytest.mark.faults
 LOAD_THREADS = 8
 LOAD_SECONDS_BEFORE_SIGNAL = 0.5
 GRACE_SECONDS = 2.0
-
-
-@pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
-    ports = free_ports()
-    with running(stack_command(ports), tmp_path, "stack") as process:
-        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), tmp_path, "stack")
-        yield ports, process
-
-
-def server_pid(stack: subprocess.Popen[str]) -> int:
-    (pid,) = [pid for pid, command in children(stack.pid).items() if "gcd_server" in command]
-    return pid
 
 
 def test_killed_server_gives_fast_json_503s_then_comes_back(own_stack: tuple[Ports, subprocess.Popen[str]]) -> None:

@@ -2,41 +2,23 @@
 
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import free_port, port_is_free, url_answers_ok
+from gcd_stack.stack import free_port, port_is_free
 
 from helpers import (
     SCRIPTS,
     children,
-    free_ports,
     health_url,
     is_alive,
-    running,
     stack_command,
-    wait_for_start,
     wait_until,
 )
 
 RESTART_TIMEOUT_SECONDS = 10.0
-
-
-def server_pid(stack: subprocess.Popen[str]) -> int:
-    (pid,) = [pid for pid, command in children(stack.pid).items() if "gcd_server" in command]
-    return pid
-
-
-@pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
-    """A gcd-stack that a test may break or stop."""
-    ports = free_ports()
-    with running(stack_command(ports), tmp_path, "stack") as process:
-        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), tmp_path, "stack")
-        yield ports, process
 
 
 def test_help_explains_each_flag() -> None:

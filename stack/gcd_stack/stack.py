@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import envoy
 import grpc
@@ -118,7 +119,8 @@ def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], wha
         time.sleep(_POLL_SECONDS)
 
 
-def _stop(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+def stop_process(process: "subprocess.Popen[Any] | None", timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within timeout seconds."""
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -179,5 +181,5 @@ class Stack:
     def stop(self) -> None:
         """The server first (it drains Envoy, then itself), so in-flight RPCs finish through
         Envoy; then Envoy."""
-        _stop(self._server, 2 * self._server_grace + _SERVER_EXIT_MARGIN_SECONDS)
-        _stop(self._envoy, _ENVOY_EXIT_TIMEOUT_SECONDS)
+        stop_process(self._server, 2 * self._server_grace + _SERVER_EXIT_MARGIN_SECONDS)
+        stop_process(self._envoy, _ENVOY_EXIT_TIMEOUT_SECONDS)
