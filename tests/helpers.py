@@ -239,3 +239,16 @@ def envoy_alone(config: Config, ports: Ports, log_dir: Path) -> Iterator[None]:
     with running(envoy_command(path), log_dir, "envoy") as process:
         wait_for_start(process, lambda: url_answers_ok(f"http://{LOOPBACK}:{ports.admin}/ready"), log_dir, "envoy")
         yield
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects among a log file's lines (grpc's own C-level lines are plain text)."""
+    records = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+def messages(path: Path, logger: str = "gcd_server") -> list[str]:
+    return [record["message"] for record in json_lines(path) if record.get("logger") == logger]

@@ -22,7 +22,7 @@ from deployment import (
 from gcd_server.app import SERVICE_NAME, VERSION
 from gcd_server.settings import DEFAULT_PORT
 from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, packaged_config, ports_of
-from gcd_stack.stack import ENVOY_DRAIN_FLAGS
+from gcd_stack.stack import POD_ENVOY_FLAGS
 
 from helpers import REPO, SCRIPTS
 
@@ -152,7 +152,7 @@ def test_shutdown_fits_in_the_termination_grace_period(pi: list[Manifest]) -> No
 def test_the_server_drains_the_envoy_beside_it_as_the_stack_does(pi: list[Manifest]) -> None:
     assert server_env(pi)["GCD_ENVOY_ADMIN"] == f"http://127.0.0.1:{ENVOY.admin}"
     args = container(pi, "envoy")["args"]
-    for flag, value in zip(ENVOY_DRAIN_FLAGS[::2], ENVOY_DRAIN_FLAGS[1::2], strict=True):
+    for flag, value in zip(POD_ENVOY_FLAGS[::2], POD_ENVOY_FLAGS[1::2], strict=True):
         assert flag_value(args, flag) == value
 
 

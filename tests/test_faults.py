@@ -27,6 +27,7 @@ from helpers import (
     children,
     http_request,
     is_alive,
+    json_lines,
     record_figure,
     running,
     server_command,
@@ -121,8 +122,8 @@ def test_every_rpc_the_server_starts_completes_when_it_drains(monkeypatch: pytes
 
 def stopping_time(log: Path) -> float:
     """When gcd-server began refusing new RPCs, from its log line, as time.time() counts."""
-    (line,) = [line for line in log.read_text().splitlines() if "stopping: new RPCs refused" in line]
-    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    (record,) = [r for r in json_lines(log) if r["message"].startswith("stopping: new RPCs refused")]
+    return datetime.fromisoformat(record["time"]).timestamp()
 
 
 def test_sigterm_under_grpc_load_exits_0_and_fails_nothing_before_stopping(tmp_path: Path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -19,7 +19,7 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME, VERSION, drain
 from gcd_stack.stack import free_port, port_is_free, server_is_serving
 
-from helpers import LOOPBACK, held_call, running, server_command, wait_for_start
+from helpers import LOOPBACK, held_call, json_lines, messages, running, server_command, wait_for_start
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -68,8 +68,18 @@ def test_reflection_lists_services_under_both_versions(channel: grpc.Channel, ve
 
 
 def test_start_line_names_address_and_version(server_port: int, tmp_path: Path) -> None:
-    log = (tmp_path / "server.err").read_text()
-    assert re.search(rf"gcd-server {re.escape(VERSION)} serving {SERVICE_NAME} on 127\.0\.0\.1:{server_port}", log)
+    (record,) = json_lines(tmp_path / "server.err")
+    assert record["message"] == f"gcd-server {VERSION} serving {SERVICE_NAME} on 127.0.0.1:{server_port}"
+    assert record["level"] == "INFO" and record["logger"] == "gcd_server"
+    assert datetime.fromisoformat(record["time"]).tzinfo is not None
+
+
+def test_no_log_line_per_request_at_the_default_level(channel: grpc.Channel, tmp_path: Path) -> None:
+    before = json_lines(tmp_path / "server.err")
+    stub = gcd_pb2_grpc.GCDServiceStub(channel)
+    for i in range(50):
+        stub.Compute(gcd_pb2.ComputeRequest(a=i, b=6), timeout=5)
+    assert json_lines(tmp_path / "server.err") == before
 
 
 def test_second_server_on_a_busy_port_fails_clearly(server_port: int, tmp_path: Path) -> None:
@@ -86,9 +96,8 @@ def test_signal_stops_the_server_with_exit_0_and_frees_the_port(signum: signal.S
         wait_for_start(process, lambda: server_is_serving(port), tmp_path, "server")
         process.send_signal(signum)
         assert process.wait(10) == 0
-    log = (tmp_path / "server.err").read_text()
-    assert "stopping: new RPCs refused, in-flight RPCs get 2.0s to finish" in log
-    assert log.rstrip().endswith("stopped")
+    said = messages(tmp_path / "server.err")
+    assert said[1:] == ["stopping: new RPCs refused, in-flight RPCs get 2.0s to finish", "stopped"]
     assert port_is_free(port)
 
 

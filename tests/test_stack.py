@@ -13,7 +13,10 @@ from helpers import (
     SCRIPTS,
     children,
     health_url,
+    http_request,
     is_alive,
+    json_lines,
+    messages,
     stack_command,
     wait_until,
 )
@@ -65,7 +68,7 @@ def test_a_signal_stops_everything_and_frees_every_port(
     assert stack.wait(20) == 0
     assert not any(is_alive(pid) for pid in started)
     assert all(port_is_free(port) for port in (ports.grpc, ports.rest, ports.admin))
-    assert "gcd_server: stopped" in (tmp_path / "stack.err").read_text()
+    assert messages(tmp_path / "stack.err")[-1] == "stopped"
 
 
 def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Popen[str]]) -> None:
@@ -76,3 +79,21 @@ def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Pop
     stack.wait(5)
     wait_until(lambda: not any(is_alive(pid) for pid in started), 15, "children exit")
     assert all(port_is_free(port) for port in (ports.grpc, ports.rest, ports.admin))
+
+
+def test_envoy_writes_one_json_access_log_line_per_request(
+    own_stack: tuple[Ports, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    ports, _ = own_stack
+    assert http_request(ports.rest, "/gcd/123456/7890?ignored=1").status == 200
+    assert http_request(ports.rest, "/gcd/123456/oops").status == 400
+
+    def logged() -> list[dict[str, object]]:
+        return [r for r in json_lines(tmp_path / "stack.out") if str(r.get("path", "")).startswith("/gcd/123456/")]
+
+    wait_until(lambda: len(logged()) == 2, 5, "access log lines")
+    ok, bad = sorted(logged(), key=lambda record: str(record["status"]))
+    assert ok["path"] == "/gcd/123456/7890" and ok["method"] == "GET" and ok["status"] == 200
+    assert ok["grpc_status"] == 0 and ok["upstream_ms"] is not None and ok["request_id"]
+    assert isinstance(ok["duration_ms"], int) and ok["protocol"] == "HTTP/1.1"
+    assert bad["status"] == 400

@@ -31,11 +31,16 @@ MAX_RECEIVE_MESSAGE_BYTES = 4096
 # Envoy pings its upstream connection every 30 s (envoy/envoy.yaml); pings at up to this rate are
 # welcome even on an idle connection, so the server never answers them with GOAWAY.
 MIN_CLIENT_PING_INTERVAL_MS = 10_000
+# Envoy accepts request headers up to 60 KiB and forwards the REST path twice (:path, and
+# x-envoy-original-path for its access log); grpc's default limit is 8-16 KiB.
+MAX_METADATA_BYTES = 128 * 1024
 _SERVER_OPTIONS = [
     # grpc enables SO_REUSEPORT by default, so a second server on a busy port would bind
     # silently and split the traffic; without it the second bind fails at start.
     ("grpc.so_reuseport", 0),
     ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
+    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+    ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
     ("grpc.keepalive_permit_without_calls", 1),
 ]

@@ -1,11 +1,13 @@
 """Command-line flags and environment variables of gcd-server, with their defaults."""
 
 import argparse
+import json
 import logging
 import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 DEFAULT_PORT = 3000
 # Every interface, IPv6 and IPv4 alike: the pod IP is what kubelet probes and Envoy dials.
@@ -125,5 +127,23 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
     )
 
 
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line, in the style of Envoy's access log: what log collectors parse."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """JSON lines on stderr. No log line is written per request at any level but DEBUG."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLineFormatter())
+    logging.basicConfig(level=level, handlers=[handler])

