@@ -14,6 +14,7 @@ right answer for every request (a gRPC error is a 200 with no body, so this catc
 """
 
 import argparse
+import dataclasses
 import os
 import platform
 import re
@@ -120,14 +121,15 @@ def started(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
         stop_process(process, timeout=15)
 
 
-def server_command(port: int) -> list[str]:
-    return pinned(CPU_SERVER, [sys.executable, "-m", "gcd_server", "--host", LOOPBACK, "--port", str(port)])
+def server_command(port: int, metrics_port: int) -> list[str]:
+    address = ["--host", LOOPBACK, "--port", str(port), "--metrics-port", str(metrics_port)]
+    return pinned(CPU_SERVER, [sys.executable, "-m", "gcd_server", *address])
 
 
 def server_start_seconds(workdir: Path) -> float:
     """Spawn to SERVING, for a server started on its own core."""
     port = free_port()
-    with started(server_command(port), workdir / "server-start.log") as process:
+    with started(server_command(port, free_port()), workdir / "server-start.log") as process:
         return wait_for(lambda: server_is_serving(port), process, "gcd-server")
 
 
@@ -207,7 +209,7 @@ def measured(arm: Arm, pids: dict[str, int], workdir: Path, seconds: int, rate: 
 
 def benchmark(workdir: Path, rounds: int, seconds: int) -> str:
     start_seconds = [server_start_seconds(workdir) for _ in range(rounds)]
-    ports = Ports(rest=free_port(), admin=free_port(), grpc=free_port())
+    ports = Ports(*(free_port() for _ in dataclasses.fields(Ports)))
     gateway_port = free_port()
     envoy_config = workdir / "envoy.yaml"
     write_local_envoy_config(envoy_config, ports)
@@ -222,7 +224,7 @@ def benchmark(workdir: Path, rounds: int, seconds: int) -> str:
     fixed_rate: dict[str, list[Run]] = {arm.name: [] for arm in arms}
     wrk: dict[str, list[float]] = {arm.name: [] for arm in arms if not arm.grpc}
     with ExitStack() as stack:
-        server = stack.enter_context(started(server_command(ports.grpc), workdir / "server.log"))
+        server = stack.enter_context(started(server_command(ports.grpc, ports.server_metrics), workdir / "server.log"))
         wait_for(lambda: server_is_serving(ports.grpc), server, "gcd-server")
         envoy_args = [*envoy_command(envoy_config), "--concurrency", concurrency, "--disable-hot-restart"]
         envoy = stack.enter_context(started(pinned(CPU_REST, envoy_args), workdir / "envoy.log"))

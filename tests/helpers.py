@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import socket
@@ -66,15 +67,19 @@ def wait_for_start(process: subprocess.Popen[str], ready: Callable[[], bool], lo
 
 
 def server_command(port: int, *extra: str) -> list[str]:
-    return [str(SCRIPTS / "gcd-server"), "--host", LOOPBACK, "--port", str(port), *extra]
+    address = ("--host", LOOPBACK, "--port", str(port), "--metrics-port", str(free_port()))
+    return [str(SCRIPTS / "gcd-server"), *address, *extra]
 
 
 def free_ports() -> Ports:
-    return Ports(rest=free_port(), admin=free_port(), grpc=free_port())
+    return Ports(*(free_port() for _ in dataclasses.fields(Ports)))
 
 
 def stack_command(ports: Ports) -> list[str]:
-    flags = {"--grpc-port": ports.grpc, "--rest-port": ports.rest, "--admin-port": ports.admin}
+    # gcd-stack has a --<field>-port flag for each field of Ports.
+    flags = {
+        f"--{field.name.replace('_', '-')}-port": getattr(ports, field.name) for field in dataclasses.fields(ports)
+    }
     return [str(SCRIPTS / "gcd-stack"), *(str(item) for flag in flags.items() for item in flag)]
 
 

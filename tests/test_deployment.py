@@ -20,7 +20,7 @@ from deployment import (
 )
 
 from gcd_server.app import SERVICE_NAME, VERSION
-from gcd_server.settings import DEFAULT_PORT
+from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
 from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, packaged_config, ports_of
 from gcd_stack.stack import POD_ENVOY_FLAGS
 
@@ -99,9 +99,14 @@ def test_hadolint_passes_dockerfile() -> None:
 # The pod against the server's defaults and the Envoy config.
 
 
-def test_server_container_serves_and_is_probed_on_the_default_port(pi: list[Manifest]) -> None:
+def test_server_container_serves_and_is_probed_on_the_default_ports(pi: list[Manifest]) -> None:
     server = container(pi, "server")
-    assert server["ports"] == [{"name": "grpc", "containerPort": DEFAULT_PORT}]
+    assert server["ports"] == [
+        {"name": "grpc", "containerPort": DEFAULT_PORT},
+        {"name": "metrics", "containerPort": DEFAULT_METRICS_PORT},
+    ]
+    annotations = find(pi, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(DEFAULT_METRICS_PORT)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert server[probe]["grpc"] == {"port": DEFAULT_PORT, "service": SERVICE_NAME}
 
@@ -109,7 +114,10 @@ def test_server_container_serves_and_is_probed_on_the_default_port(pi: list[Mani
 def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
     envoy = container(pi, "envoy")
     assert envoy["restartPolicy"] == "Always", "Envoy must be a native sidecar: up first, down last"
-    assert envoy["ports"] == [{"name": "http", "containerPort": ENVOY.rest}]
+    assert envoy["ports"] == [
+        {"name": "http", "containerPort": ENVOY.rest},
+        {"name": "envoy-metrics", "containerPort": ENVOY.metrics},
+    ]
     assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": "http"}
     assert ENVOY.grpc == DEFAULT_PORT
 
@@ -129,7 +137,8 @@ def test_images_run_as_the_users_the_pod_names(pi: list[Manifest]) -> None:
     for name in ("server", "envoy"):
         context = container(pi, name)["securityContext"]
         assert stages[name].last("USER") == f"{context['runAsUser']}:{context['runAsGroup']}"
-        assert stages[name].last("EXPOSE") == str(container(pi, name)["ports"][0]["containerPort"])
+        exposed = " ".join(str(port["containerPort"]) for port in container(pi, name)["ports"])
+        assert stages[name].last("EXPOSE") == exposed
 
 
 def test_server_image_runs_the_gcd_server_command() -> None:
@@ -169,10 +178,10 @@ def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) ->
         assert set(each["resources"]) == {"requests", "limits"}
 
 
-def test_services_and_network_policy_reach_only_the_two_ports(overlay: tuple[str, Path]) -> None:
+def test_services_and_network_policy_reach_only_the_named_ports(overlay: tuple[str, Path]) -> None:
     manifests = render(overlay[0])
     named_ports = {port["name"] for each in all_containers(manifests) for port in each["ports"]}
-    assert named_ports == {"http", "grpc"}
+    assert named_ports == {"http", "grpc", "envoy-metrics", "metrics"}
     pod_labels = find(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for service in (m for m in manifests if m["kind"] == "Service"):
         assert service["spec"]["selector"].items() <= pod_labels.items()

@@ -1,6 +1,7 @@
 """Limits at the edge and in the server: overload is refused quickly, slow and idle clients do
 not starve normal ones, and Envoy and the server agree on keepalive."""
 
+import dataclasses
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
-from gcd_stack.envoy_config import CLUSTER, Ports, http_filter, packaged_config
+from gcd_stack.envoy_config import Ports, cluster, http_filter, packaged_config
 
 from helpers import (
     LOOPBACK,
@@ -45,8 +46,7 @@ def test_server_at_its_rpc_limit_answers_429_through_envoy(tmp_path: Path) -> No
             gcd_pb2_grpc.GCDServiceStub(held.channel).Compute(gcd_pb2.ComputeRequest(a=1, b=1), timeout=5)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
-        free = free_ports()
-        ports = Ports(rest=free.rest, admin=free.admin, grpc=held.port)
+        ports = dataclasses.replace(free_ports(), grpc=held.port)
         with envoy_alone(local_envoy_config(ports), ports, tmp_path):
             reply = http_request(ports.rest, "/gcd/12/18")
     assert reply.status == 429
@@ -55,9 +55,8 @@ def test_server_at_its_rpc_limit_answers_429_through_envoy(tmp_path: Path) -> No
 
 
 def test_envoy_pings_the_server_no_more_often_than_it_accepts() -> None:
-    (cluster,) = packaged_config()["static_resources"]["clusters"]
-    assert cluster["name"] == CLUSTER
-    options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    protocols = cluster(packaged_config())["typed_extension_protocol_options"]
+    options = protocols["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
     keepalive = options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
     assert duration_seconds(keepalive["interval"]) * 1000 >= MIN_CLIENT_PING_INTERVAL_MS
 

@@ -7,12 +7,14 @@ from typing import Any
 import yaml
 
 from gcd_server.app import SERVICE_NAME
-from gcd_server.settings import DEFAULT_PORT
+from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
 from gcd_stack.envoy_config import (
+    ADMIN_CLUSTER,
     CLUSTER,
     HEALTH_CHECK_FILTER,
     TRANSCODER,
     Ports,
+    cluster,
     descriptor_set_path,
     http_filter,
     local_config,
@@ -31,7 +33,9 @@ def test_installed_config_is_the_repository_file() -> None:
 
 def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None:
     config_path = tmp_path / "envoy.yaml"
-    write_local_envoy_config(config_path, Ports(rest=18080, admin=19901, grpc=13000))
+    write_local_envoy_config(
+        config_path, Ports(rest=18080, admin=19901, grpc=13000, metrics=19102, server_metrics=19103)
+    )
     command = [*envoy_command(config_path), "--mode", "validate"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -39,7 +43,9 @@ def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None
 
 
 def test_ports_agree_with_the_server_default() -> None:
-    assert ports_of(packaged_config()) == Ports(rest=8080, admin=9901, grpc=DEFAULT_PORT)
+    assert ports_of(packaged_config()) == Ports(
+        rest=8080, admin=9901, grpc=DEFAULT_PORT, metrics=9102, server_metrics=DEFAULT_METRICS_PORT
+    )
 
 
 def test_admin_listens_on_loopback_only() -> None:
@@ -49,19 +55,21 @@ def test_admin_listens_on_loopback_only() -> None:
 def test_transcoder_and_health_check_name_the_server_service() -> None:
     config = packaged_config()
     assert http_filter(config, TRANSCODER)["services"] == [SERVICE_NAME]
-    (cluster,) = config["static_resources"]["clusters"]
-    assert cluster["name"] == CLUSTER
-    assert cluster["health_checks"][0]["grpc_health_check"]["service_name"] == SERVICE_NAME
+    assert cluster(config)["health_checks"][0]["grpc_health_check"]["service_name"] == SERVICE_NAME
     assert http_filter(config, HEALTH_CHECK_FILTER)["cluster_min_healthy_percentages"] == {CLUSTER: {"value": 100}}
 
 
-def test_every_route_goes_to_the_server_cluster() -> None:
-    assert {route["route"]["cluster"] for route in routes(packaged_config())} == {CLUSTER}
+def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_api() -> None:
+    config = packaged_config()
+    targets = {(route["match"].get("path"), route["route"]["cluster"]) for route in routes(config)}
+    assert targets == {(None, CLUSTER), ("/stats/prometheus", ADMIN_CLUSTER)}
+    admin_endpoint = cluster(config, ADMIN_CLUSTER)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert admin_endpoint["address"] == config["admin"]["address"]
 
 
 def test_the_stack_changes_only_ports_addresses_and_descriptor_path() -> None:
     original = packaged_config()
-    local = local_config(original, Ports(rest=1, admin=2, grpc=3), descriptor_set_path())
+    local = local_config(original, Ports(rest=1, admin=2, grpc=3, metrics=4, server_metrics=5), descriptor_set_path())
 
     def masked(config: Any) -> Any:
         if isinstance(config, dict):

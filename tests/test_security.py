@@ -1,5 +1,6 @@
 """Nothing secret in the repository, and nothing listening beyond the ports the design names."""
 
+import dataclasses
 import ipaddress
 import json
 import subprocess
@@ -63,9 +64,9 @@ def listening(pid: int) -> set[str]:
     return found
 
 
-def test_the_stack_listens_on_loopback_on_its_three_ports_only(
+def test_the_stack_listens_on_loopback_on_its_own_ports_only(
     stack_process: tuple[Ports, subprocess.Popen[str]],
 ) -> None:
     ports, process = stack_process
     sockets = set().union(*(listening(pid) for pid in children(process.pid)))
-    assert sockets == {f"{LOOPBACK}:{port}" for port in (ports.grpc, ports.rest, ports.admin)}
+    assert sockets == {f"{LOOPBACK}:{port}" for port in dataclasses.astuple(ports)}

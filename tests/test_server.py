@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import threading
@@ -69,7 +70,8 @@ def test_reflection_lists_services_under_both_versions(channel: grpc.Channel, ve
 
 def test_start_line_names_address_and_version(server_port: int, tmp_path: Path) -> None:
     (record,) = json_lines(tmp_path / "server.err")
-    assert record["message"] == f"gcd-server {VERSION} serving {SERVICE_NAME} on 127.0.0.1:{server_port}"
+    assert record["message"].startswith(f"gcd-server {VERSION} serving {SERVICE_NAME} on 127.0.0.1:{server_port}, ")
+    assert re.fullmatch(r".*, metrics on port \d+", record["message"])
     assert record["level"] == "INFO" and record["logger"] == "gcd_server"
     assert datetime.fromisoformat(record["time"]).tzinfo is not None
 

@@ -2,9 +2,25 @@
 
 import pytest
 
-from gcd_server.settings import DEFAULT_GRACE_SECONDS, DEFAULT_HOST, DEFAULT_PORT, Settings, parse_settings
+from gcd_server.settings import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_HOST,
+    DEFAULT_MAX_CONCURRENT_RPCS,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_PORT,
+    Settings,
+    parse_settings,
+)
 
-ENV_VARS = ("GCD_HOST", "GCD_PORT", "GCD_GRACE_SECONDS", "GCD_LOG_LEVEL")
+ENV_VARS = (
+    "GCD_HOST",
+    "GCD_PORT",
+    "GCD_GRACE_SECONDS",
+    "GCD_LOG_LEVEL",
+    "GCD_MAX_CONCURRENT_RPCS",
+    "GCD_ENVOY_ADMIN",
+    "GCD_METRICS_PORT",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -15,15 +31,30 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     assert parse_settings([]) == Settings(
-        host=DEFAULT_HOST, port=DEFAULT_PORT, grace_seconds=DEFAULT_GRACE_SECONDS, log_level="INFO"
+        host=DEFAULT_HOST,
+        port=DEFAULT_PORT,
+        grace_seconds=DEFAULT_GRACE_SECONDS,
+        log_level="INFO",
+        max_concurrent_rpcs=DEFAULT_MAX_CONCURRENT_RPCS,
+        envoy_admin=None,
+        metrics_port=DEFAULT_METRICS_PORT,
     )
-    assert DEFAULT_PORT == 3000
+    assert (DEFAULT_PORT, DEFAULT_METRICS_PORT) == (3000, 9103)
 
 
 def test_environment_sets_each_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in zip(ENV_VARS, ("127.0.0.1", "3100", "2.5", "debug"), strict=True):
+    values = ("127.0.0.1", "3100", "2.5", "debug", "7", "http://127.0.0.1:9901/", "0")
+    for name, value in zip(ENV_VARS, values, strict=True):
         monkeypatch.setenv(name, value)
-    assert parse_settings([]) == Settings(host="127.0.0.1", port=3100, grace_seconds=2.5, log_level="DEBUG")
+    assert parse_settings([]) == Settings(
+        host="127.0.0.1",
+        port=3100,
+        grace_seconds=2.5,
+        log_level="DEBUG",
+        max_concurrent_rpcs=7,
+        envoy_admin="http://127.0.0.1:9901",
+        metrics_port=0,
+    )
 
 
 def test_flag_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:

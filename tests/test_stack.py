@@ -1,5 +1,6 @@
 """gcd-stack as a user runs it: start, report, restart a dead server, stop cleanly."""
 
+import dataclasses
 import signal
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from gcd_stack.stack import free_port, port_is_free
 from helpers import (
     SCRIPTS,
     children,
+    free_ports,
     health_url,
     http_request,
     is_alive,
@@ -21,13 +23,13 @@ from helpers import (
     wait_until,
 )
 
-RESTART_TIMEOUT_SECONDS = 10.0
-
 
 def test_help_explains_each_flag() -> None:
     result = subprocess.run([str(SCRIPTS / "gcd-stack"), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for text in ("--grpc-port", "--rest-port", "--admin-port", "default: 3000", "default: 8080", "default: 9901"):
+    for text in ("--grpc-port", "--rest-port", "--admin-port", "--metrics-port", "--server-metrics-port"):
+        assert text in result.stdout
+    for text in ("default: 3000", "default: 8080", "default: 9901", "default: 9102", "default: 9103"):
         assert text in result.stdout
 
 
@@ -36,11 +38,11 @@ def test_the_same_port_twice_is_refused() -> None:
     command = [str(SCRIPTS / "gcd-stack"), "--grpc-port", port, "--rest-port", port]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert "three different ports" in result.stderr
+    assert "must all be different ports" in result.stderr
 
 
 def test_a_busy_port_is_reported_and_nothing_is_left_running(stack: Ports) -> None:
-    ports = Ports(grpc=free_port(), rest=stack.rest, admin=free_port())
+    ports = dataclasses.replace(free_ports(), rest=stack.rest)
     result = subprocess.run(stack_command(ports), capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert f"port(s) {stack.rest} already in use" in result.stderr

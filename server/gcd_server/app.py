@@ -13,9 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.envoy_drain import drain_envoy
+from gcd_server.metrics import RpcMetrics, serve_metrics
 from gcd_server.reflection import enable_reflection
 from gcd_server.servicer import GCDServicer
-from gcd_server.settings import Settings, configure_logging, parse_settings
+from gcd_server.settings import Settings, configure_logging, host_port, parse_settings
 
 SERVICE_NAME = gcd_pb2.DESCRIPTOR.services_by_name["GCDService"].full_name
 VERSION = version("gcd-service")
@@ -58,6 +59,8 @@ def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer
         futures.ThreadPoolExecutor(max_workers=_WORKER_THREADS),
         options=_SERVER_OPTIONS,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        # Counting costs a few microseconds a call: only where the metrics can be read.
+        interceptors=[RpcMetrics()] if settings.metrics_port else [],
     )
     gcd_pb2_grpc.add_GCDServiceServicer_to_server(GCDServicer(), server)
 
@@ -70,21 +73,34 @@ def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer
     try:
         server.add_insecure_port(settings.address)
     except RuntimeError as error:
-        raise PortInUseError(
-            f"cannot listen on {settings.address}: the port is in use or the address is not local"
-        ) from error
+        raise PortInUseError(cannot_listen(settings.address)) from error
     return server, health_servicer
+
+
+def cannot_listen(address: str) -> str:
+    return f"cannot listen on {address}: the port is in use or the address is not local"
+
+
+def start_metrics(settings: Settings) -> None:
+    if not settings.metrics_port:
+        return
+    try:
+        serve_metrics(settings.host, settings.metrics_port)
+    except OSError as error:
+        raise PortInUseError(cannot_listen(host_port(settings.host, settings.metrics_port))) from error
 
 
 def serve(settings: Settings) -> None:
     """Serves until SIGTERM or SIGINT, then refuses new RPCs and lets in-flight ones finish."""
     server, health_servicer = build_server(settings)
+    start_metrics(settings)
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: stop_requested.set())
 
     server.start()
-    log.info("gcd-server %s serving %s on %s", VERSION, SERVICE_NAME, settings.address)
+    metrics = f", metrics on port {settings.metrics_port}" if settings.metrics_port else ""
+    log.info("gcd-server %s serving %s on %s%s", VERSION, SERVICE_NAME, settings.address, metrics)
     stop_requested.wait()
 
     drain(server, health_servicer, settings.grace_seconds, settings.envoy_admin)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 DEFAULT_PORT = 3000
+# Prometheus metrics of the RPCs (grpc_server_handled_total, ...) and of the process.
+DEFAULT_METRICS_PORT = 9103
 # Every interface, IPv6 and IPv4 alike: the pod IP is what kubelet probes and Envoy dials.
 DEFAULT_HOST = "[::]"
 # Kubernetes waits 30 s by default before SIGKILL; a GCD takes microseconds, so 5 s is ample.
@@ -29,19 +31,28 @@ class Settings:
     log_level: str
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     envoy_admin: str | None = None
+    metrics_port: int = 0
 
     @property
     def address(self) -> str:
-        host = self.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
+
+
+def host_port(host: str, port: int) -> str:
+    """host:port, with an IPv6 host in brackets."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
 
 
 def port_number(text: str) -> int:
     if not (text.isdigit() and 1 <= int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return int(text)
+
+
+def port_or_zero(text: str) -> int:
+    return 0 if text == "0" else port_number(text)
 
 
 def positive_count(text: str) -> int:
@@ -86,6 +97,13 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         ("--host", "GCD_HOST", str, DEFAULT_HOST, "address to bind; [::] means every interface"),
         ("--port", "GCD_PORT", port_number, DEFAULT_PORT, "TCP port to serve gRPC on"),
         (
+            "--metrics-port",
+            "GCD_METRICS_PORT",
+            port_or_zero,
+            DEFAULT_METRICS_PORT,
+            "TCP port for Prometheus metrics at /metrics, on the same host; 0 turns them off",
+        ),
+        (
             "--grace",
             "GCD_GRACE_SECONDS",
             grace_seconds,
@@ -124,6 +142,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         log_level=args.log_level,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         envoy_admin=args.envoy_admin,
+        metrics_port=args.metrics_port,
     )
 
 

@@ -29,16 +29,25 @@ def parse_ports(argv: Sequence[str] | None = None) -> Ports:
         f"{LOOPBACK}, with the same Envoy config as the pod. Restarts the server if it dies; "
         "Ctrl-C or SIGTERM stops both.",
     )
-    for flag, default, text in (
-        ("--grpc-port", defaults.grpc, "gcd-server's gRPC port"),
-        ("--rest-port", defaults.rest, "Envoy's port for REST and gRPC"),
-        ("--admin-port", defaults.admin, "Envoy's admin port"),
-    ):
+    flags = {
+        "--grpc-port": (defaults.grpc, "gcd-server's gRPC port"),
+        "--rest-port": (defaults.rest, "Envoy's port for REST and gRPC"),
+        "--admin-port": (defaults.admin, "Envoy's admin port"),
+        "--metrics-port": (defaults.metrics, "Envoy's Prometheus statistics"),
+        "--server-metrics-port": (defaults.server_metrics, "gcd-server's Prometheus metrics"),
+    }
+    for flag, (default, text) in flags.items():
         parser.add_argument(flag, type=port_number, default=default, help=f"{text} (default: %(default)s)")
     args = parser.parse_args(argv)
-    ports = Ports(rest=args.rest_port, admin=args.admin_port, grpc=args.grpc_port)
-    if len({ports.rest, ports.admin, ports.grpc}) < 3:
-        parser.error("--grpc-port, --rest-port and --admin-port must be three different ports")
+    ports = Ports(
+        rest=args.rest_port,
+        admin=args.admin_port,
+        grpc=args.grpc_port,
+        metrics=args.metrics_port,
+        server_metrics=args.server_metrics_port,
+    )
+    if len(set(vars(args).values())) < len(flags):
+        parser.error(f"{', '.join(flags)} must all be different ports")
     return ports
 
 
@@ -49,6 +58,8 @@ def _print_ready(ports: Ports, health_url: str) -> None:
         f"  gRPC:          grpcurl -plaintext {LOOPBACK}:{ports.grpc} list\n"
         f"  gRPC by Envoy: grpcurl -plaintext {LOOPBACK}:{ports.rest} list\n"
         f"  health:        {health_url}\n"
+        f"  metrics:       http://{LOOPBACK}:{ports.metrics}/stats/prometheus (Envoy), "
+        f"http://{LOOPBACK}:{ports.server_metrics}/metrics (gcd-server)\n"
         f"  Envoy admin:   http://{LOOPBACK}:{ports.admin}/\n"
         "Ctrl-C stops both.",
         flush=True,

@@ -13,9 +13,13 @@ from typing import Any
 
 import yaml
 
+from gcd_server.settings import DEFAULT_METRICS_PORT
+
 LOOPBACK = "127.0.0.1"
 LISTENER = "gcd_http"
+METRICS_LISTENER = "metrics"
 CLUSTER = "gcd_server"
+ADMIN_CLUSTER = "envoy_admin"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 HEALTH_CHECK_FILTER = "envoy.filters.http.health_check"
 
@@ -27,6 +31,8 @@ class Ports:
     rest: int
     admin: int
     grpc: int
+    metrics: int  # Envoy's statistics for Prometheus
+    server_metrics: int
 
 
 def packaged_config() -> Config:
@@ -45,13 +51,18 @@ def _socket_address(holder: Config) -> Config:
     return address
 
 
-def _listener(config: Config) -> Config:
-    return next(item for item in config["static_resources"]["listeners"] if item["name"] == LISTENER)
+def _listener(config: Config, name: str = LISTENER) -> Config:
+    return next(item for item in config["static_resources"]["listeners"] if item["name"] == name)
 
 
-def _upstream(config: Config) -> Config:
-    cluster = next(item for item in config["static_resources"]["clusters"] if item["name"] == CLUSTER)
-    return _socket_address(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"])
+def cluster(config: Config, name: str = CLUSTER) -> Config:
+    found: Config = next(item for item in config["static_resources"]["clusters"] if item["name"] == name)
+    return found
+
+
+def _upstream(config: Config, cluster_name: str = CLUSTER) -> Config:
+    endpoint = cluster(config, cluster_name)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    return _socket_address(endpoint)
 
 
 def http_filter(config: Config, name: str) -> Config:
@@ -61,16 +72,26 @@ def http_filter(config: Config, name: str) -> Config:
     return typed_config
 
 
+def stat_prefix(config: Config) -> str:
+    """The prefix of the REST/gRPC listener's statistics (http.<prefix>.*)."""
+    manager = _listener(config)["filter_chains"][0]["filters"][0]["typed_config"]
+    prefix: str = manager["stat_prefix"]
+    return prefix
+
+
 def health_path(config: Config) -> str:
     path: str = http_filter(config, HEALTH_CHECK_FILTER)["headers"][0]["string_match"]["exact"]
     return path
 
 
 def ports_of(config: Config) -> Ports:
+    """The ports config names, and the server's default metrics port, which it does not."""
     return Ports(
         rest=_socket_address(_listener(config))["port_value"],
         admin=_socket_address(config["admin"])["port_value"],
         grpc=_upstream(config)["port_value"],
+        metrics=_socket_address(_listener(config, METRICS_LISTENER))["port_value"],
+        server_metrics=DEFAULT_METRICS_PORT,
     )
 
 
@@ -81,6 +102,8 @@ def local_config(config: Config, ports: Ports, descriptor_set: Path) -> Config:
         (_socket_address(_listener(local)), ports.rest),
         (_socket_address(local["admin"]), ports.admin),
         (_upstream(local), ports.grpc),
+        (_socket_address(_listener(local, METRICS_LISTENER)), ports.metrics),
+        (_upstream(local, ADMIN_CLUSTER), ports.admin),
     ):
         address["address"] = LOOPBACK
         address["port_value"] = port

@@ -1,6 +1,7 @@
 """Starts, watches and stops the two processes of the local stack: gcd-server, then Envoy."""
 
 import ctypes
+import dataclasses
 import logging
 import signal
 import socket
@@ -144,7 +145,7 @@ class Stack:
         self._envoy: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        busy = [port for port in (self.ports.grpc, self.ports.rest, self.ports.admin) if not port_is_free(port)]
+        busy = [port for port in dataclasses.astuple(self.ports) if not port_is_free(port)]
         if busy:
             raise StackError(f"port(s) {', '.join(map(str, busy))} already in use on {LOOPBACK}; choose others")
         write_local_envoy_config(self._envoy_config, self.ports)
@@ -155,7 +156,7 @@ class Stack:
         _wait_until(lambda: url_answers_ok(self.health_url), self._envoy, "Envoy")
 
     def _start_server(self) -> subprocess.Popen[bytes]:
-        address = ("--host", LOOPBACK, "--port", str(self.ports.grpc))
+        address = ("--host", LOOPBACK, "--port", str(self.ports.grpc), "--metrics-port", str(self.ports.server_metrics))
         return _spawn(
             [sys.executable, "-m", "gcd_server", *address, "--envoy-admin", f"http://{LOOPBACK}:{self.ports.admin}"]
         )

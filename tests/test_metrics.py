@@ -1,0 +1,73 @@
+"""Prometheus metrics: Envoy's statistics on their own port, the server's RPC metrics on its
+own, both rising with traffic, and nothing of Envoy's admin API reachable through them."""
+
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_server.app import SERVICE_NAME
+from gcd_stack.envoy_config import LOOPBACK, Ports, packaged_config, stat_prefix
+
+from helpers import HEALTH_PATH, http_request
+
+CALLS = 20
+
+
+def scrape(port: int, path: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample on a Prometheus text page: (name, labels) -> value."""
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def handled(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], method: str, code: str) -> float:
+    labels = {"grpc_type": "unary", "grpc_service": SERVICE_NAME, "grpc_method": method, "grpc_code": code}
+    return samples.get(("grpc_server_handled_total", frozenset(labels.items())), 0.0)
+
+
+def test_server_counts_rpcs_by_method_and_code(stack: Ports) -> None:
+    before = scrape(stack.server_metrics, "/metrics")
+    for i in range(CALLS):
+        assert http_request(stack.rest, f"/gcd/{i}/12").status == 200
+    with grpc.insecure_channel(f"{LOOPBACK}:{stack.grpc}") as channel:
+        gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=1, b=2), timeout=5)
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE_NAME}/Nope")
+        with pytest.raises(grpc.RpcError):
+            call(b"", timeout=5)
+    after = scrape(stack.server_metrics, "/metrics")
+
+    assert handled(after, "Compute", "OK") - handled(before, "Compute", "OK") == CALLS + 1
+    assert handled(after, "Nope", "UNIMPLEMENTED") - handled(before, "Nope", "UNIMPLEMENTED") == 1
+    latency = frozenset({"grpc_type": "unary", "grpc_service": SERVICE_NAME, "grpc_method": "Compute"}.items())
+    count = "grpc_server_handling_seconds_count"
+    assert after[(count, latency)] - before.get((count, latency), 0.0) == CALLS + 1
+    assert any(name == "process_resident_memory_bytes" for name, _ in after)
+
+
+def test_envoy_statistics_rise_with_requests(stack: Ports) -> None:
+    requests = (
+        "envoy_http_downstream_rq_total",
+        frozenset({("envoy_http_conn_manager_prefix", stat_prefix(packaged_config()))}),
+    )
+    before = scrape(stack.metrics, "/stats/prometheus")[requests]
+    for i in range(CALLS):
+        assert http_request(stack.rest, f"/gcd/{i}/18").status == 200
+    assert scrape(stack.metrics, "/stats/prometheus")[requests] - before >= CALLS
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/stats"), ("GET", "/config_dump"), ("POST", "/healthcheck/fail")]
+)
+def test_the_metrics_port_serves_nothing_else_of_the_admin_api(stack: Ports, method: str, path: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(f"http://{LOOPBACK}:{stack.metrics}{path}", method=method))
+    assert refused.value.code == 404
+    assert http_request(stack.rest, HEALTH_PATH).status == 200
