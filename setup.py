@@ -5,12 +5,15 @@ Python modules, their type stubs and the descriptor set Envoy transcodes with ca
 from the API definition.
 """
 
+import importlib.util
+import json
 import shutil
 import sysconfig
 from pathlib import Path
 
 import google.api.annotations_pb2
 import grpc_tools
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 from setuptools import setup
 from setuptools.command.build_py import build_py
@@ -20,6 +23,7 @@ PROTO_DIR = ROOT / "proto"
 API_PROTO = "gcd/v1/gcd.proto"
 # Beside the generated modules, so the installed package carries everything Envoy needs.
 DESCRIPTOR_SET = "gcd/v1/gcd.pb"
+OPENAPI = "gcd/v1/openapi.json"
 ENVOY_CONFIG = ROOT / "envoy" / "envoy.yaml"
 
 
@@ -42,23 +46,35 @@ def mypy_plugins() -> list[str]:
     return plugins
 
 
-def compile_api(out_dir: Path) -> None:
+def compile_api(out_dir: Path, version: str) -> None:
     args = ["grpc_tools.protoc", *(f"-I{d}" for d in proto_include_dirs()), *mypy_plugins()]
     args += [f"--{kind}_out={out_dir}" for kind in ("python", "grpc_python", "mypy", "mypy_grpc")]
     args += ["--include_imports", f"--descriptor_set_out={out_dir / DESCRIPTOR_SET}"]
     (out_dir / DESCRIPTOR_SET).parent.mkdir(parents=True, exist_ok=True)
     if protoc.main([*args, str(PROTO_DIR / API_PROTO)]) != 0:
         raise RuntimeError(f"protoc failed on {API_PROTO}")
+    write_openapi(out_dir, version)
     for package in (out_dir / "gcd", out_dir / "gcd" / "v1"):
         (package / "__init__.py").touch()
     (out_dir / "gcd" / "py.typed").touch()
+
+
+def write_openapi(out_dir: Path, version: str) -> None:
+    """OpenAPI for the REST face, from the descriptor set compile_api has just written."""
+    spec = importlib.util.spec_from_file_location("openapi", PROTO_DIR / "openapi.py")
+    assert spec is not None and spec.loader is not None
+    openapi = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(openapi)
+    descriptors = descriptor_pb2.FileDescriptorSet.FromString((out_dir / DESCRIPTOR_SET).read_bytes())
+    document = openapi.openapi_document(descriptors, title="gcd-service", version=version)
+    (out_dir / OPENAPI).write_text(json.dumps(document, indent=1) + "\n")
 
 
 class BuildPyWithGeneratedApi(build_py):
     def run(self) -> None:
         super().run()
         build_lib = Path(self.build_lib)
-        compile_api(build_lib)
+        compile_api(build_lib, self.distribution.get_version())
         # The local stack runs Envoy with the very file the pod uses.
         shutil.copyfile(ENVOY_CONFIG, build_lib / "gcd_stack" / "envoy.yaml")
 

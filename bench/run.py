@@ -122,6 +122,7 @@ def started(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def server_command(port: int, metrics_port: int) -> list[str]:
+    """gcd-server on CPU_SERVER; metrics_port 0 turns its metrics (and their counting) off."""
     address = ["--host", LOOPBACK, "--port", str(port), "--metrics-port", str(metrics_port)]
     return pinned(CPU_SERVER, [sys.executable, "-m", "gcd_server", *address])
 
@@ -207,7 +208,7 @@ def measured(arm: Arm, pids: dict[str, int], workdir: Path, seconds: int, rate: 
     return Run(requests, seconds_taken, latencies, cpu)
 
 
-def benchmark(workdir: Path, rounds: int, seconds: int) -> str:
+def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) -> str:
     start_seconds = [server_start_seconds(workdir) for _ in range(rounds)]
     ports = Ports(*(free_port() for _ in dataclasses.fields(Ports)))
     gateway_port = free_port()
@@ -224,7 +225,8 @@ def benchmark(workdir: Path, rounds: int, seconds: int) -> str:
     fixed_rate: dict[str, list[Run]] = {arm.name: [] for arm in arms}
     wrk: dict[str, list[float]] = {arm.name: [] for arm in arms if not arm.grpc}
     with ExitStack() as stack:
-        server = stack.enter_context(started(server_command(ports.grpc, ports.server_metrics), workdir / "server.log"))
+        metrics_port = ports.server_metrics if server_metrics else 0
+        server = stack.enter_context(started(server_command(ports.grpc, metrics_port), workdir / "server.log"))
         wait_for(lambda: server_is_serving(ports.grpc), server, "gcd-server")
         envoy_args = [*envoy_command(envoy_config), "--concurrency", concurrency, "--disable-hot-restart"]
         envoy = stack.enter_context(started(pinned(CPU_REST, envoy_args), workdir / "envoy.log"))
@@ -246,7 +248,8 @@ def benchmark(workdir: Path, rounds: int, seconds: int) -> str:
                     wrk[arm.name].append(wrk_rate(arm, seconds))
             print(f"round {round_number} of {rounds} done", file=sys.stderr, flush=True)
         rss = {name: peak_rss_mib(pid) for name, pid in pids.items()}
-    setup = f"Medians of {rounds} interleaved rounds of {seconds} s per run"
+    metrics = "on" if server_metrics else "off"
+    setup = f"Medians of {rounds} interleaved rounds of {seconds} s per run, server metrics {metrics}"
     return report(arms, saturation, fixed_rate, wrk, rss, statistics.median(start_seconds), setup, concurrency)
 
 
@@ -357,6 +360,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--seconds", type=int, default=SECONDS, help="length of each run (default: %(default)s)")
+    parser.add_argument(
+        "--no-server-metrics", action="store_true", help="run gcd-server without metrics, to see what they cost"
+    )
     args = parser.parse_args()
     missing = [tool for tool in ("h2load", "wrk", "taskset") if shutil.which(tool) is None]
     if missing:
@@ -364,7 +370,7 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         sys.exit("the benchmark pins the server and the load to two different CPUs; this machine has one")
     with tempfile.TemporaryDirectory(prefix="gcd-bench-") as workdir:
-        results = benchmark(Path(workdir), args.rounds, args.seconds)
+        results = benchmark(Path(workdir), args.rounds, args.seconds, server_metrics=not args.no_server_metrics)
     (BENCH / "results.md").write_text(results)
     print(results)
 

@@ -22,7 +22,7 @@ from grpc_health.v1 import health
 
 from gcd_server.app import build_server
 from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
-from gcd_stack.envoy_config import Config, Ports, descriptor_set_path, health_path, local_config, packaged_config
+from gcd_stack.envoy_config import Config, Ports, health_path, local_config, packaged_config
 from gcd_stack.stack import envoy_command, free_port, stop_process, url_answers_ok
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,13 +148,14 @@ def assert_rest_reply(reply: Reply) -> None:
     assert not [name for name in reply.headers if name.startswith("grpc-")]
 
 
-def routes(config: Config) -> list[Config]:
-    """Every route of every virtual host of config's listeners."""
+def forwarding_routes(config: Config) -> list[Config]:
+    """Every route of config's listeners that forwards to a cluster (not the direct answers)."""
     return [
         route
         for listener in config["static_resources"]["listeners"]
         for host in listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
         for route in host["routes"]
+        if "route" in route
     ]
 
 
@@ -233,7 +234,7 @@ def raw_http(port: int, request: bytes, timeout: float = 5.0) -> Reply:
 
 def local_envoy_config(ports: Ports) -> Config:
     """envoy/envoy.yaml as gcd-stack runs it on ports."""
-    return local_config(packaged_config(), ports, descriptor_set_path())
+    return local_config(packaged_config(), ports)
 
 
 @contextmanager

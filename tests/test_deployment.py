@@ -21,7 +21,7 @@ from deployment import (
 
 from gcd_server.app import SERVICE_NAME, VERSION
 from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
-from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, packaged_config, ports_of
+from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, openapi_route, packaged_config, ports_of
 from gcd_stack.stack import POD_ENVOY_FLAGS
 
 from helpers import REPO, SCRIPTS
@@ -130,6 +130,8 @@ def test_the_image_carries_the_config_and_descriptor_envoy_is_told_to_use(pi: li
     assert stage.exec_form("CMD")[:2] == ["-c", config_path]
     descriptor = http_filter(packaged_config(), TRANSCODER)["proto_descriptor"]
     assert stage.copied_from("wheels")[descriptor].endswith("/gcd/v1/gcd.pb")
+    openapi = openapi_route(packaged_config())["direct_response"]["body"]["filename"]
+    assert stage.copied_from("wheels")[openapi].endswith("/gcd/v1/openapi.json")
 
 
 def test_images_run_as_the_users_the_pod_names(pi: list[Manifest]) -> None:

@@ -15,7 +15,6 @@ from gcd_stack.envoy_config import (
     TRANSCODER,
     Ports,
     cluster,
-    descriptor_set_path,
     http_filter,
     local_config,
     packaged_config,
@@ -23,7 +22,7 @@ from gcd_stack.envoy_config import (
 )
 from gcd_stack.stack import envoy_command, write_local_envoy_config
 
-from helpers import REPO, routes
+from helpers import REPO, forwarding_routes
 
 
 def test_installed_config_is_the_repository_file() -> None:
@@ -61,7 +60,7 @@ def test_transcoder_and_health_check_name_the_server_service() -> None:
 
 def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_api() -> None:
     config = packaged_config()
-    targets = {(route["match"].get("path"), route["route"]["cluster"]) for route in routes(config)}
+    targets = {(route["match"].get("path"), route["route"]["cluster"]) for route in forwarding_routes(config)}
     assert targets == {(None, CLUSTER), ("/stats/prometheus", ADMIN_CLUSTER)}
     admin_endpoint = cluster(config, ADMIN_CLUSTER)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert admin_endpoint["address"] == config["admin"]["address"]
@@ -69,13 +68,13 @@ def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_
 
 def test_the_stack_changes_only_ports_addresses_and_descriptor_path() -> None:
     original = packaged_config()
-    local = local_config(original, Ports(rest=1, admin=2, grpc=3, metrics=4, server_metrics=5), descriptor_set_path())
+    local = local_config(original, Ports(rest=1, admin=2, grpc=3, metrics=4, server_metrics=5))
 
     def masked(config: Any) -> Any:
         if isinstance(config, dict):
             return {
                 key: "*"
-                if key in ("port_value", "address", "proto_descriptor") and not isinstance(value, dict)
+                if key in ("port_value", "address", "proto_descriptor", "filename") and not isinstance(value, dict)
                 else masked(value)
                 for key, value in config.items()
             }

@@ -1,6 +1,7 @@
 """The installed API code and descriptor set are what proto/ compiles to today, and nothing generated is committed."""
 
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -10,7 +11,8 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from gcd.v1 import gcd_pb2
-from gcd_stack.envoy_config import descriptor_set_path
+from gcd_server.app import VERSION
+from gcd_stack.envoy_config import descriptor_set_path, openapi_path
 
 from helpers import REPO
 
@@ -23,12 +25,15 @@ def load_build_script() -> ModuleType:
     return module
 
 
+BUILD = load_build_script()
+
+
 @pytest.fixture(scope="module")
 def fresh_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the build makes of proto/ as it is now."""
     out_dir = tmp_path_factory.mktemp("generated")
-    build = load_build_script()
-    build.compile_api(out_dir)
-    return Path(out_dir / build.DESCRIPTOR_SET)
+    BUILD.compile_api(out_dir, VERSION)
+    return out_dir
 
 
 def read_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
@@ -36,11 +41,11 @@ def read_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
 
 
 def test_installed_descriptor_set_matches_proto_dir(fresh_build: Path) -> None:
-    assert read_set(descriptor_set_path()) == read_set(fresh_build), "reinstall: the installed API is stale"
+    assert read_set(descriptor_set_path()) == read_set(fresh_build / BUILD.DESCRIPTOR_SET), "installed API is stale"
 
 
 def test_installed_module_matches_proto_dir(fresh_build: Path) -> None:
-    fresh = next(f for f in read_set(fresh_build).file if f.name == "gcd/v1/gcd.proto")
+    fresh = next(f for f in read_set(fresh_build / BUILD.DESCRIPTOR_SET).file if f.name == "gcd/v1/gcd.proto")
     # protoc writes json_name into descriptor sets only, not into the modules it generates.
     for message in fresh.message_type:
         for field in message.field:
@@ -62,3 +67,20 @@ def test_no_generated_code_is_committed() -> None:
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     generated = [name for name in tracked.splitlines() if name.endswith((".pb", "_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))]
     assert generated == []
+
+
+def test_installed_openapi_matches_proto_dir(fresh_build: Path) -> None:
+    assert json.loads(openapi_path().read_text()) == json.loads((fresh_build / BUILD.OPENAPI).read_text())
+
+
+def test_openapi_describes_every_annotated_method() -> None:
+    spec = json.loads(openapi_path().read_text())
+    operation = spec["paths"]["/gcd/{a}/{b}"]["get"]
+    assert [(p["name"], p["in"], p["schema"]["format"]) for p in operation["parameters"]] == [
+        ("a", "path", "uint64"),
+        ("b", "path", "uint64"),
+    ]
+    result = spec["components"]["schemas"]["gcd.v1.ComputeResponse"]["properties"]["result"]
+    assert result["type"] == "string" and result["format"] == "uint64"
+    assert {"200", "400", "404", "429", "503"} <= operation["responses"].keys()
+    assert spec["info"]["version"] == VERSION

@@ -1,8 +1,10 @@
 """REST/JSON through the real Envoy and its transcoder, end to end, on a running gcd-stack."""
 
+import json
+
 import pytest
 
-from gcd_stack.envoy_config import Ports
+from gcd_stack.envoy_config import Ports, openapi_path
 
 from helpers import HEALTH_PATH, assert_rest_reply, http_request
 
@@ -114,3 +116,10 @@ def test_a_70_kb_url_is_431(stack: Ports) -> None:
 
 def test_health_path_is_200_while_the_server_serves(stack: Ports) -> None:
     assert http_request(stack.rest, HEALTH_PATH).status == 200
+
+
+def test_envoy_serves_the_generated_openapi_document(stack: Ports) -> None:
+    reply = http_request(stack.rest, "/openapi.json")
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json() == json.loads(openapi_path().read_text())

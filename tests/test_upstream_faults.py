@@ -8,10 +8,10 @@ from helpers import (
     LOOPBACK,
     assert_rest_reply,
     envoy_alone,
+    forwarding_routes,
     free_ports,
     http_request,
     local_envoy_config,
-    routes,
 )
 
 
@@ -33,7 +33,7 @@ def test_a_server_that_never_answers_is_a_json_504_with_code_4(tmp_path: Path) -
     ports = free_ports()
     config = local_envoy_config(ports)
     # The shipped route timeout, shortened so the test need not wait it out.
-    for route in routes(config):
+    for route in forwarding_routes(config):
         route["route"]["timeout"] = "0.5s"
     with socket.socket() as silent_server, envoy_alone(config, ports, tmp_path):
         # Connections complete in the kernel's backlog and are never read from.

@@ -1,8 +1,9 @@
 """envoy/envoy.yaml, adapted to run on this machine: the same config with other ports.
 
 Only what must differ on a workstation is replaced: the ports, the bind addresses (loopback, so
-nothing is exposed to the network) and the path of the descriptor set (installed with the gcd
-package rather than mounted at /etc/envoy). Everything else is exactly what the pod runs.
+nothing is exposed to the network) and the paths of the descriptor set and the OpenAPI document
+(installed with the gcd package rather than baked into the image at /etc/envoy). Everything else
+is exactly what the pod runs.
 """
 
 import copy
@@ -46,6 +47,11 @@ def descriptor_set_path() -> Path:
     return Path(str(resources.files("gcd.v1").joinpath("gcd.pb")))
 
 
+def openapi_path() -> Path:
+    """The OpenAPI document the build generated from proto/, installed beside gcd_pb2."""
+    return Path(str(resources.files("gcd.v1").joinpath("openapi.json")))
+
+
 def _socket_address(holder: Config) -> Config:
     address: Config = holder["address"]["socket_address"]
     return address
@@ -79,6 +85,14 @@ def stat_prefix(config: Config) -> str:
     return prefix
 
 
+def openapi_route(config: Config) -> Config:
+    """The route that serves the OpenAPI document."""
+    manager = _listener(config)["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    route: Config = next(route for route in routes if "direct_response" in route)
+    return route
+
+
 def health_path(config: Config) -> str:
     path: str = http_filter(config, HEALTH_CHECK_FILTER)["headers"][0]["string_match"]["exact"]
     return path
@@ -95,8 +109,9 @@ def ports_of(config: Config) -> Ports:
     )
 
 
-def local_config(config: Config, ports: Ports, descriptor_set: Path) -> Config:
-    """config with the given ports, every address on loopback and the local descriptor set."""
+def local_config(config: Config, ports: Ports) -> Config:
+    """config with the given ports, every address on loopback, and the generated files that
+    were installed with the package."""
     local = copy.deepcopy(config)
     for address, port in (
         (_socket_address(_listener(local)), ports.rest),
@@ -107,5 +122,6 @@ def local_config(config: Config, ports: Ports, descriptor_set: Path) -> Config:
     ):
         address["address"] = LOOPBACK
         address["port_value"] = port
-    http_filter(local, TRANSCODER)["proto_descriptor"] = str(descriptor_set)
+    http_filter(local, TRANSCODER)["proto_descriptor"] = str(descriptor_set_path())
+    openapi_route(local)["direct_response"]["body"]["filename"] = str(openapi_path())
     return local

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gcd_server.app import SERVICE_NAME
 from gcd_server.settings import parse_settings
-from gcd_stack.envoy_config import LOOPBACK, Ports, descriptor_set_path, health_path, local_config, packaged_config
+from gcd_stack.envoy_config import LOOPBACK, Ports, health_path, local_config, packaged_config
 
 _STARTUP_TIMEOUT_SECONDS = 20.0
 _POLL_SECONDS = 0.1
@@ -108,7 +108,7 @@ def envoy_command(config_path: Path) -> list[str]:
 
 
 def write_local_envoy_config(path: Path, ports: Ports) -> None:
-    path.write_text(yaml.safe_dump(local_config(packaged_config(), ports, descriptor_set_path())))
+    path.write_text(yaml.safe_dump(local_config(packaged_config(), ports)))
 
 
 def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:

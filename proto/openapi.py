@@ -1,0 +1,99 @@
+"""OpenAPI 3 for the REST face of the API, derived from the google.api.http annotations.
+
+Called by the build (setup.py) on the descriptor set it has just compiled, so the document
+cannot drift from proto/: it names each annotated method's path and verb, its path parameters
+with their proto3 JSON types, its answer, and the google.rpc.Status body of every error the
+Envoy in front can answer with.
+"""
+
+from typing import Any
+
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+FieldType = descriptor_pb2.FieldDescriptorProto
+
+# proto3 JSON writes 64-bit integers as decimal strings; path values are parsed the same way.
+_DECIMAL_64 = {"type": "string", "pattern": "^[0-9]+$", "example": "12"}
+_JSON_TYPES: dict[int, dict[str, Any]] = {
+    FieldType.TYPE_UINT64: {**_DECIMAL_64, "format": "uint64"},
+    FieldType.TYPE_FIXED64: {**_DECIMAL_64, "format": "uint64"},
+    FieldType.TYPE_INT64: {"type": "string", "pattern": "^-?[0-9]+$", "format": "int64"},
+    FieldType.TYPE_UINT32: {"type": "integer", "format": "int64", "minimum": 0},
+    FieldType.TYPE_INT32: {"type": "integer", "format": "int32"},
+    FieldType.TYPE_BOOL: {"type": "boolean"},
+    FieldType.TYPE_STRING: {"type": "string"},
+}
+# What Envoy answers besides 200 (envoy/envoy.yaml), and the gRPC code each stands for.
+ERRORS = {
+    "400": "an operand that is not a decimal uint64, or a body that contradicts the path (code 3)",
+    "404": "no such path or method (code 5)",
+    "408": "request headers not complete within 10 s (code 4)",
+    "413": "a request body over 4 KiB (code 3)",
+    "429": "the server is at its limit of concurrent calls (code 8)",
+    "431": "request headers over 60 KiB (code 3)",
+    "503": "the server is down or restarting (code 14)",
+    "504": "the server did not answer in time (code 4)",
+}
+_STATUS = {
+    "type": "object",
+    "description": "google.rpc.Status in proto3 JSON",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "integer", "description": "the gRPC status code"},
+        "message": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def _schema(message: descriptor_pb2.DescriptorProto) -> dict[str, Any]:
+    # always_print_primitive_fields (envoy/envoy.yaml): every field is present in answers.
+    properties = {field.json_name: _JSON_TYPES[field.type] for field in message.field}
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _json_response(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def openapi_document(descriptors: descriptor_pb2.FileDescriptorSet, title: str, version: str) -> dict[str, Any]:
+    messages = {
+        f".{file.package}.{message.name}": message for file in descriptors.file for message in file.message_type
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"google.rpc.Status": _STATUS}
+    for file in descriptors.file:
+        for service in file.service:
+            for method in service.method:
+                rule = method.options.Extensions[annotations_pb2.http]
+                verb = rule.WhichOneof("pattern")
+                if verb is None or verb == "custom":
+                    continue
+                template = getattr(rule, verb)
+                request = messages[method.input_type]
+                fields = {field.name: field for field in request.field}
+                names = [part[1:-1] for part in template.split("/") if part.startswith("{")]
+                response_name = method.output_type.lstrip(".")
+                schemas[response_name] = _schema(messages[method.output_type])
+                paths.setdefault(template, {})[verb] = {
+                    "operationId": f"{service.name}.{method.name}",
+                    "summary": f"{file.package}.{service.name}/{method.name}",
+                    "parameters": [
+                        {"name": name, "in": "path", "required": True, "schema": _JSON_TYPES[fields[name].type]}
+                        for name in names
+                    ],
+                    "responses": {
+                        "200": _json_response("the answer", response_name),
+                        **{status: _json_response(text, "google.rpc.Status") for status, text in ERRORS.items()},
+                    },
+                }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
