@@ -91,11 +91,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for {pid}")
+def memory_mib(pid: int) -> tuple[float, float]:
+    """Peak resident memory, and the anonymous part of what is resident now. The rest is pages
+    of the program's files (Envoy's 100 MB binary, Python's libraries): shared, reclaimable,
+    and more or fewer of them resident from one run to the next."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(status["VmHWM"].split()[0]) / 1024, int(status["RssAnon"].split()[0]) / 1024
 
 
 def pinned(cpu: str, command: list[str]) -> list[str]:
@@ -247,10 +248,10 @@ def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) ->
                 if arm.name in wrk:
                     wrk[arm.name].append(wrk_rate(arm, seconds))
             print(f"round {round_number} of {rounds} done", file=sys.stderr, flush=True)
-        rss = {name: peak_rss_mib(pid) for name, pid in pids.items()}
+        memory = {name: memory_mib(pid) for name, pid in pids.items()}
     metrics = "on" if server_metrics else "off"
     setup = f"Medians of {rounds} interleaved rounds of {seconds} s per run, server metrics {metrics}"
-    return report(arms, saturation, fixed_rate, wrk, rss, statistics.median(start_seconds), setup, concurrency)
+    return report(arms, saturation, fixed_rate, wrk, memory, statistics.median(start_seconds), setup, concurrency)
 
 
 def report(
@@ -258,7 +259,7 @@ def report(
     saturation: dict[str, list[Run]],
     fixed_rate: dict[str, list[Run]],
     wrk: dict[str, list[float]],
-    rss: dict[str, float],
+    memory: dict[str, tuple[float, float]],
     start_seconds: float,
     setup: str,
     concurrency: str,
@@ -319,11 +320,17 @@ def report(
             "<= 200 us",
             server_us["rest-envoy"] <= 200,
         ),
-        ("server peak RSS", f"{rss['server']:.1f} MiB", "<= 50 MB (47.7 MiB)", rss["server"] * 2**20 <= 50e6),
-        ("Envoy peak RSS", f"{rss['envoy']:.1f} MiB", "<= 64 MB (61.0 MiB)", rss["envoy"] * 2**20 <= 64e6),
-        ("gateway peak RSS", f"{rss['gateway']:.1f} MiB", "-", True),
         ("server start to SERVING", f"{start_seconds:.2f} s", "<= 1 s", start_seconds <= 1),
     ]
+    for name, goal, limit in (
+        ("server", "<= 50 MB (47.7 MiB)", 50e6),
+        ("envoy", "<= 64 MB (61.0 MiB)", 64e6),
+        ("gateway", "-", float("inf")),
+    ):
+        peak, anonymous = memory[name]
+        targets.append(
+            (f"{name} peak RSS (anonymous now)", f"{peak:.1f} MiB ({anonymous:.1f})", goal, peak * 2**20 <= limit)
+        )
     lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {value} | {goal} | {'yes' if met else 'no'} |" for name, value, goal, met in targets]
     lines += ["", f"Machine: {machine()}."]
