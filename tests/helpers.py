@@ -22,13 +22,12 @@ from grpc_health.v1 import health
 
 from gcd_server.app import build_server
 from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
-from gcd_stack.envoy_config import Config, Ports, health_path, local_config, packaged_config
+from gcd_stack.envoy_config import LOOPBACK, Config, Ports, health_path, local_config, packaged_config
 from gcd_stack.stack import envoy_command, free_port, stop_process, url_answers_ok
 
 REPO = Path(__file__).resolve().parents[1]
 HEALTH_PATH = health_path(packaged_config())
 SCRIPTS = Path(sysconfig.get_path("scripts"))
-LOOPBACK = "127.0.0.1"
 START_TIMEOUT_SECONDS = 20.0
 
 

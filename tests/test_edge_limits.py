@@ -14,10 +14,9 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
-from gcd_stack.envoy_config import Ports, cluster, http_filter, packaged_config
+from gcd_stack.envoy_config import LOOPBACK, Ports, cluster, http_filter, packaged_config
 
 from helpers import (
-    LOOPBACK,
     assert_rest_reply,
     envoy_alone,
     free_ports,

@@ -19,11 +19,10 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import build_server, drain
 from gcd_server.servicer import GCDServicer
 from gcd_server.settings import Settings
-from gcd_stack.envoy_config import Ports
+from gcd_stack.envoy_config import LOOPBACK, Ports
 from gcd_stack.stack import free_port, server_is_serving
 
 from helpers import (
-    LOOPBACK,
     children,
     http_request,
     is_alive,

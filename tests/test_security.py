@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gcd_stack.envoy_config import Ports
+from gcd_stack.envoy_config import LOOPBACK, Ports
 
-from helpers import LOOPBACK, REPO, SCRIPTS, children
+from helpers import REPO, SCRIPTS, children
 
 pytestmark = pytest.mark.faults
 NOT_SOURCES = [".git", ".tox", ".hypothesis", "build", ".mypy_cache", ".ruff_cache", ".pytest_cache"]

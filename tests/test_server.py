@@ -18,9 +18,10 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME, VERSION, drain
+from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.stack import free_port, port_is_free, server_is_serving
 
-from helpers import LOOPBACK, held_call, json_lines, messages, running, server_command, wait_for_start
+from helpers import held_call, json_lines, messages, running, server_command, wait_for_start
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

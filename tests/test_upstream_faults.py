@@ -3,9 +3,10 @@
 import socket
 from pathlib import Path
 
+from gcd_stack.envoy_config import LOOPBACK
+
 from helpers import (
     HEALTH_PATH,
-    LOOPBACK,
     assert_rest_reply,
     envoy_alone,
     forwarding_routes,
