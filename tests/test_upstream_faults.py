@@ -3,6 +3,10 @@
 import socket
 from pathlib import Path
 
+import grpc
+import pytest
+
+from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_stack.envoy_config import LOOPBACK
 
 from helpers import (
@@ -44,3 +48,16 @@ def test_a_server_that_never_answers_is_a_json_504_with_code_4(tmp_path: Path) -
     assert reply.status == 504
     assert_rest_reply(reply)
     assert reply.json() == {"code": 4, "message": "upstream request timeout"}
+
+
+def test_grpc_clients_get_envoy_errors_as_plain_grpc_status(tmp_path: Path) -> None:
+    ports = free_ports()
+    with (
+        envoy_alone(local_envoy_config(ports), ports, tmp_path),
+        grpc.insecure_channel(f"{LOOPBACK}:{ports.rest}") as channel,
+        pytest.raises(grpc.RpcError) as error,
+    ):
+        gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=1, b=2), timeout=5)
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    details = error.value.details() or ""
+    assert details.startswith("upstream connect error"), details
