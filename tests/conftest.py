@@ -7,15 +7,8 @@ import pytest
 from gcd_stack.envoy_config import Ports
 from gcd_stack.stack import free_port, server_is_serving, url_answers_ok
 
-from helpers import (
-    FIGURES,
-    free_ports,
-    health_url,
-    running,
-    server_command,
-    stack_command,
-    wait_for_start,
-)
+from figures import FIGURES
+from processes import free_ports, health_url, running, server_command, stack_command, wait_for_start
 
 
 @pytest.fixture

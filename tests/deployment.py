@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from helpers import REPO
+from processes import REPO
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 KUSTOMIZE = REPO / "kustomize"

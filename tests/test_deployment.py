@@ -6,6 +6,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from gcd_server.app import SERVICE_NAME, VERSION
+from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
+from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, openapi_route, packaged_config, ports_of
+from gcd_stack.stack import POD_ENVOY_FLAGS
+
 from deployment import (
     DOCKERFILE,
     KUBECTL,
@@ -18,13 +24,7 @@ from deployment import (
     pod_spec,
     render,
 )
-
-from gcd_server.app import SERVICE_NAME, VERSION
-from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
-from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, openapi_route, packaged_config, ports_of
-from gcd_stack.stack import POD_ENVOY_FLAGS
-
-from helpers import REPO, SCRIPTS
+from processes import REPO, SCRIPTS
 
 OVERLAYS = ["base", "pi"]
 KUBERNETES_VERSIONS = ["1.29.0", "1.33.0", "1.37.0"]

@@ -16,16 +16,9 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
 from gcd_stack.envoy_config import LOOPBACK, Ports, cluster, http_filter, packaged_config
 
-from helpers import (
-    assert_rest_reply,
-    envoy_alone,
-    free_ports,
-    held_call,
-    http_request,
-    local_envoy_config,
-    percentile,
-    record_figure,
-)
+from clients import assert_rest_reply, http_request
+from figures import percentile, record_figure
+from processes import envoy_alone, free_ports, held_call, local_envoy_config
 
 pytestmark = pytest.mark.faults
 SLOW_CLIENTS = 200

@@ -22,7 +22,7 @@ from gcd_stack.envoy_config import (
 )
 from gcd_stack.stack import envoy_command, write_local_envoy_config
 
-from helpers import REPO, forwarding_routes
+from processes import REPO, forwarding_routes
 
 
 def test_installed_config_is_the_repository_file() -> None:

@@ -22,17 +22,9 @@ from gcd_server.settings import Settings
 from gcd_stack.envoy_config import LOOPBACK, Ports
 from gcd_stack.stack import free_port, server_is_serving
 
-from helpers import (
-    children,
-    http_request,
-    is_alive,
-    json_lines,
-    record_figure,
-    running,
-    server_command,
-    server_pid,
-    wait_for_start,
-)
+from clients import http_request
+from figures import record_figure
+from processes import children, is_alive, json_lines, running, server_command, server_pid, wait_for_start
 
 pytestmark = pytest.mark.faults
 LOAD_THREADS = 8

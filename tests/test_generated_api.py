@@ -14,7 +14,7 @@ from gcd.v1 import gcd_pb2
 from gcd_server.app import VERSION
 from gcd_stack.envoy_config import descriptor_set_path, openapi_path
 
-from helpers import REPO
+from processes import REPO
 
 
 def load_build_script() -> ModuleType:

@@ -11,7 +11,7 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
 from gcd_stack.envoy_config import LOOPBACK, Ports
 
-from helpers import SCRIPTS
+from processes import SCRIPTS
 
 SERVICES = [
     SERVICE_NAME,

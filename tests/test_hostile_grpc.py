@@ -17,7 +17,8 @@ from gcd_server.app import MAX_RECEIVE_MESSAGE_BYTES, SERVICE_NAME
 from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.stack import free_port, server_is_serving
 
-from helpers import record_figure, running, server_command, wait_for_start
+from figures import record_figure
+from processes import running, server_command, wait_for_start
 
 pytestmark = pytest.mark.faults
 COMPUTE = f"/{SERVICE_NAME}/Compute"

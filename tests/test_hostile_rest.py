@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from gcd_stack.envoy_config import Ports
 
-from helpers import Reply, http_request_bytes, raw_http, record_figure
+from clients import Reply, http_request_bytes, raw_http
+from figures import record_figure
 
 UINT64_MAX = 2**64 - 1
 # What Envoy's transcoder parses as a uint64: decimal digits, optionally after a plus sign.

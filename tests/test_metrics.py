@@ -12,7 +12,8 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
 from gcd_stack.envoy_config import LOOPBACK, Ports, packaged_config, stat_prefix
 
-from helpers import HEALTH_PATH, http_request
+from clients import http_request
+from processes import HEALTH_PATH
 
 CALLS = 20
 

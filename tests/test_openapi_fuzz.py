@@ -11,7 +11,7 @@ from schemathesis import GenerationMode, checks
 
 from gcd_stack.envoy_config import LOOPBACK, Ports
 
-from helpers import record_figure
+from figures import record_figure
 
 pytestmark = pytest.mark.faults
 EXAMPLES_PER_MODE = 200

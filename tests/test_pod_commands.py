@@ -8,12 +8,13 @@ from pathlib import Path
 
 import envoy
 import pytest
-from deployment import KUBECTL, container, dockerfile_stages, render
 
 from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.stack import server_is_serving, url_answers_ok, write_local_envoy_config
 
-from helpers import SCRIPTS, free_ports, http_request, running, wait_for_start
+from clients import http_request
+from deployment import KUBECTL, container, dockerfile_stages, render
+from processes import SCRIPTS, free_ports, running, wait_for_start
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")

@@ -6,7 +6,8 @@ import pytest
 
 from gcd_stack.envoy_config import Ports, openapi_path
 
-from helpers import HEALTH_PATH, assert_rest_reply, http_request
+from clients import assert_rest_reply, http_request
+from processes import HEALTH_PATH
 
 UINT64_MAX = 2**64 - 1
 

@@ -10,7 +10,7 @@ import pytest
 
 from gcd_stack.envoy_config import LOOPBACK, Ports
 
-from helpers import REPO, SCRIPTS, children
+from processes import REPO, SCRIPTS, children
 
 pytestmark = pytest.mark.faults
 NOT_SOURCES = [".git", ".tox", ".hypothesis", "build", ".mypy_cache", ".ruff_cache", ".pytest_cache"]

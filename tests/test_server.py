@@ -21,7 +21,7 @@ from gcd_server.app import SERVICE_NAME, VERSION, drain
 from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.stack import free_port, port_is_free, server_is_serving
 
-from helpers import held_call, json_lines, messages, running, server_command, wait_for_start
+from processes import held_call, json_lines, messages, running, server_command, wait_for_start
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -10,12 +10,12 @@ import pytest
 from gcd_stack.envoy_config import Ports
 from gcd_stack.stack import free_port, port_is_free
 
-from helpers import (
+from clients import http_request
+from processes import (
     SCRIPTS,
     children,
     free_ports,
     health_url,
-    http_request,
     is_alive,
     json_lines,
     messages,

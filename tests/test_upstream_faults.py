@@ -9,15 +9,8 @@ import pytest
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_stack.envoy_config import LOOPBACK
 
-from helpers import (
-    HEALTH_PATH,
-    assert_rest_reply,
-    envoy_alone,
-    forwarding_routes,
-    free_ports,
-    http_request,
-    local_envoy_config,
-)
+from clients import assert_rest_reply, http_request
+from processes import HEALTH_PATH, envoy_alone, forwarding_routes, free_ports, local_envoy_config
 
 
 def test_server_down_is_a_fast_json_503_with_code_14(tmp_path: Path) -> None:

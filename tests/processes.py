@@ -1,11 +1,10 @@
-"""Processes and clients shared by the tests: everything on loopback, on free ports, and stopped."""
+"""Processes the tests start and stop: gcd-server, gcd-stack, Envoy alone, a server in-process;
+everything on loopback, on free ports, and stopped by the test that started it."""
 
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
-import socket
 import subprocess
 import sysconfig
 import threading
@@ -86,28 +85,6 @@ def health_url(ports: Ports) -> str:
     return f"http://{LOOPBACK}:{ports.rest}{HEALTH_PATH}"
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http_request(
-    port: int, path: str, method: str = "GET", headers: Mapping[str, str] | None = None, body: bytes | None = None
-) -> Reply:
-    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=dict(headers or {}))
-        response = connection.getresponse()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-    finally:
-        connection.close()
-
-
 def _stat_fields(pid: int) -> list[str]:
     # The command name in /proc/PID/stat may hold spaces; the fields after its ')' do not.
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -139,12 +116,6 @@ def is_alive(pid: int) -> bool:
         return _stat_fields(pid)[0] != "Z"
     except OSError:
         return False
-
-
-def assert_rest_reply(reply: Reply) -> None:
-    """What every REST reply shares: a JSON body, and nothing of gRPC showing through."""
-    assert reply.headers["content-type"] == "application/json"
-    assert not [name for name in reply.headers if name.startswith("grpc-")]
 
 
 def forwarding_routes(config: Config) -> list[Config]:
@@ -196,39 +167,6 @@ def held_call(payload: bytes, max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_
     finally:
         release.set()
         server.stop(0).wait()
-
-
-# What the fault and hostile-input suites measured, printed as a table at the end of the run.
-FIGURES: dict[str, str] = {}
-
-
-def record_figure(name: str, value: object) -> None:
-    FIGURES[name] = str(value)
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def http_request_bytes(
-    method: str, target: str, headers: Mapping[str, str] | None = None, body: bytes = b"", version: str = "HTTP/1.1"
-) -> bytes:
-    """A request as written on the wire, so that tests can also send what clients should not."""
-    lines = [f"{method} {target} {version}", "Host: gcd.test"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    if body:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def raw_http(port: int, request: bytes, timeout: float = 5.0) -> Reply:
-    """Sends request bytes as they are and reads one response; a hang raises TimeoutError."""
-    with socket.create_connection((LOOPBACK, port), timeout=timeout) as connection:
-        connection.sendall(request)
-        response = http.client.HTTPResponse(connection, method=request.split(b" ", 1)[0].decode(errors="replace"))
-        response.begin()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
 
 
 def local_envoy_config(ports: Ports) -> Config:

@@ -1,0 +1,61 @@
+"""HTTP clients for the tests, polite and otherwise: a request as a library sends it, or as raw
+bytes on the wire."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gcd_stack.envoy_config import LOOPBACK
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_request(
+    port: int, path: str, method: str = "GET", headers: Mapping[str, str] | None = None, body: bytes | None = None
+) -> Reply:
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        connection.close()
+
+
+def assert_rest_reply(reply: Reply) -> None:
+    """What every REST reply shares: a JSON body, and nothing of gRPC showing through."""
+    assert reply.headers["content-type"] == "application/json"
+    assert not [name for name in reply.headers if name.startswith("grpc-")]
+
+
+def http_request_bytes(
+    method: str, target: str, headers: Mapping[str, str] | None = None, body: bytes = b"", version: str = "HTTP/1.1"
+) -> bytes:
+    """A request as written on the wire, so that tests can also send what clients should not."""
+    lines = [f"{method} {target} {version}", "Host: gcd.test"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def raw_http(port: int, request: bytes, timeout: float = 5.0) -> Reply:
+    """Sends request bytes as they are and reads one response; a hang raises TimeoutError."""
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as connection:
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection, method=request.split(b" ", 1)[0].decode(errors="replace"))
+        response.begin()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
