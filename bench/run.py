@@ -37,6 +37,7 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
 from gcd_stack.envoy_config import LOOPBACK, Ports
 from gcd_stack.stack import (
+    distinct_free_ports,
     envoy_command,
     free_port,
     server_is_serving,
@@ -211,8 +212,8 @@ def measured(arm: Arm, pids: dict[str, int], workdir: Path, seconds: int, rate: 
 
 def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) -> str:
     start_seconds = [server_start_seconds(workdir) for _ in range(rounds)]
-    ports = Ports(*(free_port() for _ in dataclasses.fields(Ports)))
-    gateway_port = free_port()
+    *stack_ports, gateway_port = distinct_free_ports(len(dataclasses.fields(Ports)) + 1)
+    ports = Ports(*stack_ports)
     envoy_config = workdir / "envoy.yaml"
     write_local_envoy_config(envoy_config, ports)
     concurrency = pod_envoy_concurrency()

@@ -22,7 +22,7 @@ from grpc_health.v1 import health
 from gcd_server.app import build_server
 from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
 from gcd_stack.envoy_config import LOOPBACK, Config, Ports, health_path, local_config, packaged_config
-from gcd_stack.stack import envoy_command, free_port, stop_process, url_answers_ok
+from gcd_stack.stack import distinct_free_ports, envoy_command, free_port, stop_process, url_answers_ok
 
 REPO = Path(__file__).resolve().parents[1]
 HEALTH_PATH = health_path(packaged_config())
@@ -70,7 +70,7 @@ def server_command(port: int, *extra: str) -> list[str]:
 
 
 def free_ports() -> Ports:
-    return Ports(*(free_port() for _ in dataclasses.fields(Ports)))
+    return Ports(*distinct_free_ports(len(dataclasses.fields(Ports))))
 
 
 def stack_command(ports: Ports) -> list[str]:

@@ -1,5 +1,6 @@
 """Starts, watches and stops the two processes of the local stack: gcd-server, then Envoy."""
 
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -73,10 +74,17 @@ def port_is_free(port: int) -> bool:
 
 def free_port() -> int:
     """A loopback port that nothing listens on now, chosen by the kernel (for tests and bench/)."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
+    (port,) = distinct_free_ports(1)
     return port
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """count different free loopback ports: all are held at once while the kernel picks them."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind((LOOPBACK, 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 def server_is_serving(port: int) -> bool:
