@@ -39,7 +39,6 @@ from gcd_stack.envoy_config import LOOPBACK, Ports
 from gcd_stack.stack import (
     distinct_free_ports,
     envoy_command,
-    free_port,
     server_is_serving,
     stop_process,
     url_answers_ok,
@@ -131,8 +130,8 @@ def server_command(port: int, metrics_port: int) -> list[str]:
 
 def server_start_seconds(workdir: Path) -> float:
     """Spawn to SERVING, for a server started on its own core."""
-    port = free_port()
-    with started(server_command(port, free_port()), workdir / "server-start.log") as process:
+    port, metrics_port = distinct_free_ports(2)
+    with started(server_command(port, metrics_port), workdir / "server-start.log") as process:
         return wait_for(lambda: server_is_serving(port), process, "gcd-server")
 
 

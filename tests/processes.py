@@ -65,7 +65,9 @@ def wait_for_start(process: subprocess.Popen[str], ready: Callable[[], bool], lo
 
 
 def server_command(port: int, *extra: str) -> list[str]:
-    address = ("--host", LOOPBACK, "--port", str(port), "--metrics-port", str(free_port()))
+    # Of two distinct free ports at least one is not port, which is not bound yet either.
+    metrics_port = next(free for free in distinct_free_ports(2) if free != port)
+    address = ("--host", LOOPBACK, "--port", str(port), "--metrics-port", str(metrics_port))
     return [str(SCRIPTS / "gcd-server"), *address, *extra]
 
 
