@@ -35,7 +35,7 @@ import yaml
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
-from gcd_stack.envoy_config import LOOPBACK, Ports
+from gcd_stack.envoy_config import LOOPBACK, Ports, health_path, packaged_config
 from gcd_stack.stack import (
     distinct_free_ports,
     envoy_command,
@@ -53,6 +53,8 @@ RATE = 1000  # requests/s for the fixed-rate runs: a busy Pi, well under saturat
 CPU_SERVER, CPU_REST = "0", "1"
 REQUEST = gcd_pb2.ComputeRequest(a=12, b=18)
 REST_PATH = "/gcd/12/18"
+# h2load's body for the gRPC arms: gRPC's length-prefixed message, written once per benchmark.
+REQUEST_FILE = "request.bin"
 # Response bodies: gRPC's 5-byte prefix and ComputeResponse(result=6); the REST JSON.
 GRPC_BODY_BYTES = 5 + len(gcd_pb2.ComputeResponse(result=6).SerializeToString())
 REST_BODY = b'{"result":"6"}'
@@ -150,10 +152,7 @@ def h2load(arm: Arm, workdir: Path, seconds: int, rate: int | None) -> tuple[int
     command = ["h2load", "-D", str(seconds), f"--log-file={log}"]
     command += ["-c", "10", f"--rps={rate // 10}"] if rate else (["-c", "4", "-m", "16"] if arm.grpc else ["-c", "16"])
     if arm.grpc:
-        body = workdir / "request.bin"
-        payload = REQUEST.SerializeToString()
-        body.write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)
-        command += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(body)]
+        command += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(workdir / REQUEST_FILE)]
         command.append(f"http://{LOOPBACK}:{arm.port}/{SERVICE_NAME}/Compute")
     else:
         command += ["--h1", f"http://{LOOPBACK}:{arm.port}{REST_PATH}"]
@@ -215,6 +214,8 @@ def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) ->
     ports = Ports(*stack_ports)
     envoy_config = workdir / "envoy.yaml"
     write_local_envoy_config(envoy_config, ports)
+    payload = REQUEST.SerializeToString()
+    (workdir / REQUEST_FILE).write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)
     concurrency = pod_envoy_concurrency()
     arms = [
         Arm("grpc-direct", True, ports.grpc, None),
@@ -231,7 +232,8 @@ def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) ->
         wait_for(lambda: server_is_serving(ports.grpc), server, "gcd-server")
         envoy_args = [*envoy_command(envoy_config), "--concurrency", concurrency, "--disable-hot-restart"]
         envoy = stack.enter_context(started(pinned(CPU_REST, envoy_args), workdir / "envoy.log"))
-        wait_for(lambda: url_answers_ok(f"http://{LOOPBACK}:{ports.rest}/healthz"), envoy, "Envoy")
+        envoy_health = f"http://{LOOPBACK}:{ports.rest}{health_path(packaged_config())}"
+        wait_for(lambda: url_answers_ok(envoy_health), envoy, "Envoy")
         gateway_args = [sys.executable, str(BENCH / "gateway.py"), "--port", str(gateway_port)]
         gateway_args += ["--upstream", f"{LOOPBACK}:{ports.grpc}"]
         gateway = stack.enter_context(started(pinned(CPU_REST, gateway_args), workdir / "gateway.log"))

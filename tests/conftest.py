@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import free_port, server_is_serving, url_answers_ok
+from gcd_stack.stack import free_port, server_is_serving
 
 from figures import FIGURES
-from processes import free_ports, health_url, running, server_command, stack_command, wait_for_start
+from processes import running, running_stack, server_command, wait_for_start
 
 
 @pytest.fixture
@@ -23,11 +23,8 @@ def server_port(tmp_path: Path) -> Iterator[int]:
 @pytest.fixture(scope="session")
 def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
     """One gcd-stack (server and Envoy) shared by the tests that only send it requests."""
-    log_dir = tmp_path_factory.mktemp("stack")
-    ports = free_ports()
-    with running(stack_command(ports), log_dir, "stack") as process:
-        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), log_dir, "stack")
-        yield ports, process
+    with running_stack(tmp_path_factory.mktemp("stack")) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +35,8 @@ def stack(stack_process: tuple[Ports, subprocess.Popen[str]]) -> Ports:
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
     """A gcd-stack of its own, which a test may break or stop; logs in tmp_path/stack.*."""
-    ports = free_ports()
-    with running(stack_command(ports), tmp_path, "stack") as process:
-        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), tmp_path, "stack")
-        yield ports, process
+    with running_stack(tmp_path) as started:
+        yield started
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -21,7 +21,15 @@ from grpc_health.v1 import health
 
 from gcd_server.app import build_server
 from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
-from gcd_stack.envoy_config import LOOPBACK, Config, Ports, health_path, local_config, packaged_config
+from gcd_stack.envoy_config import (
+    LOOPBACK,
+    Config,
+    Ports,
+    connection_manager,
+    health_path,
+    local_config,
+    packaged_config,
+)
 from gcd_stack.stack import distinct_free_ports, envoy_command, free_port, stop_process, url_answers_ok
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +95,15 @@ def health_url(ports: Ports) -> str:
     return f"http://{LOOPBACK}:{ports.rest}{HEALTH_PATH}"
 
 
+@contextmanager
+def running_stack(log_dir: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
+    """gcd-stack on free ports, once Envoy reports ready; logs in log_dir/stack.*."""
+    ports = free_ports()
+    with running(stack_command(ports), log_dir, "stack") as process:
+        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), log_dir, "stack")
+        yield ports, process
+
+
 def _stat_fields(pid: int) -> list[str]:
     # The command name in /proc/PID/stat may hold spaces; the fields after its ')' do not.
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -125,7 +142,7 @@ def forwarding_routes(config: Config) -> list[Config]:
     return [
         route
         for listener in config["static_resources"]["listeners"]
-        for host in listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+        for host in connection_manager(config, listener["name"])["route_config"]["virtual_hosts"]
         for route in host["routes"]
         if "route" in route
     ]

@@ -14,7 +14,7 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
-from gcd_stack.envoy_config import LOOPBACK, Ports, cluster, http_filter, packaged_config
+from gcd_stack.envoy_config import LOOPBACK, Ports, cluster, connection_manager, http_filter, packaged_config
 
 from clients import assert_rest_reply, http_request
 from figures import percentile, record_figure
@@ -90,11 +90,7 @@ def test_normal_requests_stay_fast(stack: Ports) -> None:
 
 
 def test_slowloris_flood_neither_starves_others_nor_lingers(stack: Ports) -> None:
-    timeout = duration_seconds(
-        packaged_config()["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
-            "request_headers_timeout"
-        ]
-    )
+    timeout = duration_seconds(connection_manager(packaged_config())["request_headers_timeout"])
     stop_dripping = threading.Event()
     with open_connections(stack.rest, SLOW_CLIENTS, b"GET /gcd/12/18 HTTP/1.1\r\nHost: slow\r\n") as slow:
 

@@ -1,6 +1,7 @@
 """gcd-stack: gcd-server and a real Envoy in front of it, in the foreground, on this machine."""
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -46,7 +47,7 @@ def parse_ports(argv: Sequence[str] | None = None) -> Ports:
         metrics=args.metrics_port,
         server_metrics=args.server_metrics_port,
     )
-    if len(set(vars(args).values())) < len(flags):
+    if len(set(dataclasses.astuple(ports))) < len(flags):
         parser.error(f"{', '.join(flags)} must all be different ports")
     return ports
 

@@ -71,24 +71,28 @@ def _upstream(config: Config, cluster_name: str = CLUSTER) -> Config:
     return _socket_address(endpoint)
 
 
+def connection_manager(config: Config, listener: str = LISTENER) -> Config:
+    """The HTTP connection manager of a listener: its routes, filters and timeouts."""
+    manager: Config = _listener(config, listener)["filter_chains"][0]["filters"][0]["typed_config"]
+    return manager
+
+
 def http_filter(config: Config, name: str) -> Config:
     """The typed_config of the named HTTP filter on the REST/gRPC listener."""
-    manager = _listener(config)["filter_chains"][0]["filters"][0]["typed_config"]
+    manager = connection_manager(config)
     typed_config: Config = next(item for item in manager["http_filters"] if item["name"] == name)["typed_config"]
     return typed_config
 
 
 def stat_prefix(config: Config) -> str:
     """The prefix of the REST/gRPC listener's statistics (http.<prefix>.*)."""
-    manager = _listener(config)["filter_chains"][0]["filters"][0]["typed_config"]
-    prefix: str = manager["stat_prefix"]
+    prefix: str = connection_manager(config)["stat_prefix"]
     return prefix
 
 
 def openapi_route(config: Config) -> Config:
     """The route that serves the OpenAPI document."""
-    manager = _listener(config)["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    routes = connection_manager(config)["route_config"]["virtual_hosts"][0]["routes"]
     route: Config = next(route for route in routes if "direct_response" in route)
     return route
 
