@@ -87,8 +87,13 @@ def find(manifests: list[Manifest], kind: str, name: str | None = None) -> Manif
     return match
 
 
+WORKLOADS = ("Deployment", "DaemonSet")
+
+
 def pod_spec(manifests: list[Manifest]) -> Manifest:
-    spec: Manifest = find(manifests, "Deployment")["spec"]["template"]["spec"]
+    """The pod template of the one workload (a Deployment, or the preflight's DaemonSet)."""
+    (workload,) = [m for m in manifests if m["kind"] in WORKLOADS]
+    spec: Manifest = workload["spec"]["template"]["spec"]
     return spec
 
 

@@ -2,7 +2,9 @@
 agreement with the server, the Envoy config and the README."""
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,11 @@ from deployment import (
 )
 from processes import REPO, SCRIPTS
 
-OVERLAYS = ["base", "pi"]
+LABEL_NODES = REPO / "kustomize" / "preflight" / "label-nodes.sh"
+
+# Every kustomization a user applies: the service (base, pi) and the node preflight.
+OVERLAYS = ["base", "pi", "preflight"]
+SERVICE_OVERLAYS = ["base", "pi"]
 KUBERNETES_VERSIONS = ["1.29.0", "1.33.0", "1.37.0"]
 ENVOY = ports_of(packaged_config())
 
@@ -118,7 +124,7 @@ def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
         {"name": "http", "containerPort": ENVOY.rest},
         {"name": "envoy-metrics", "containerPort": ENVOY.metrics},
     ]
-    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": "http"}
+    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.rest}
     assert ENVOY.grpc == DEFAULT_PORT
 
 
@@ -169,6 +175,7 @@ def test_the_server_drains_the_envoy_beside_it_as_the_stack_does(pi: list[Manife
 
 def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) -> None:
     manifests = render(overlay[0])
+    assert pod_spec(manifests)["automountServiceAccountToken"] is False
     assert pod_spec(manifests)["securityContext"]["runAsNonRoot"] is True
     for each in all_containers(manifests):
         context = each["securityContext"]
@@ -180,18 +187,41 @@ def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) ->
         assert set(each["resources"]) == {"requests", "limits"}
 
 
-def test_services_and_network_policy_reach_only_the_named_ports(overlay: tuple[str, Path]) -> None:
-    manifests = render(overlay[0])
-    named_ports = {port["name"] for each in all_containers(manifests) for port in each["ports"]}
-    assert named_ports == {"http", "grpc", "envoy-metrics", "metrics"}
+@needs_kubectl
+@pytest.mark.parametrize("name", SERVICE_OVERLAYS)
+def test_services_and_network_policy_reach_only_the_declared_ports(name: str) -> None:
+    manifests = render(name)
+    declared = {port["containerPort"] for each in all_containers(manifests) for port in each["ports"]}
+    assert declared == {ENVOY.rest, ENVOY.metrics, DEFAULT_PORT, DEFAULT_METRICS_PORT}
     pod_labels = find(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for service in (m for m in manifests if m["kind"] == "Service"):
         assert service["spec"]["selector"].items() <= pod_labels.items()
-        assert {port["targetPort"] for port in service["spec"]["ports"]} <= named_ports
+        assert {port["targetPort"] for port in service["spec"]["ports"]} <= declared
     policy = find(manifests, "NetworkPolicy")["spec"]
-    assert {port["port"] for rule in policy["ingress"] for port in rule["ports"]} == named_ports
+    assert {port["port"] for rule in policy["ingress"] for port in rule["ports"]} == declared
     assert policy["egress"] == []
     assert find(manifests, "ServiceAccount")["automountServiceAccountToken"] is False
+
+
+@needs_kubectl
+@pytest.mark.parametrize("name", SERVICE_OVERLAYS)
+def test_no_service_or_network_policy_names_a_port_of_the_sidecar(name: str) -> None:
+    """Before Kubernetes 1.33 a Service's named targetPort that only a native sidecar declares
+    gets no endpoints (kubernetes/kubernetes#127958, fixed by #128850), and kube-router (k3s,
+    k0s) resolves NetworkPolicy port names from spec.containers only, silently dropping the rest:
+    the sidecar's ports must be given by number."""
+    manifests = render(name)
+    regular = {port["name"] for each in pod_spec(manifests)["containers"] for port in each["ports"]}
+    referenced = [port["targetPort"] for m in manifests if m["kind"] == "Service" for port in m["spec"]["ports"]]
+    policy = find(manifests, "NetworkPolicy")["spec"]
+    referenced += [port["port"] for rule in policy["ingress"] for port in rule["ports"]]
+    by_name = {port for port in referenced if isinstance(port, str)}
+    assert by_name <= regular, f"{sorted(by_name - regular)} name ports of an init container; use numbers"
+
+
+def test_unready_pods_never_block_a_node_drain(pi: list[Manifest]) -> None:
+    budget = find(pi, "PodDisruptionBudget")["spec"]
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
 # The pi overlay.
@@ -200,7 +230,9 @@ def test_services_and_network_policy_reach_only_the_named_ports(overlay: tuple[s
 def test_pi_overlay_runs_three_arm64_replicas_in_a_restricted_namespace(pi: list[Manifest]) -> None:
     deployment = find(pi, "Deployment")
     assert deployment["spec"]["replicas"] == 3
-    assert pod_spec(pi)["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+    assert pod_spec(pi)["nodeSelector"]["kubernetes.io/arch"] == "arm64"
+    (spread,) = pod_spec(pi)["topologySpreadConstraints"]
+    assert spread["matchLabelKeys"] == ["pod-template-hash"], "old pods of a rollout must not skew the spread"
     namespace = find(pi, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert {m["metadata"]["namespace"] for m in pi if m["kind"] != "Namespace"} == {namespace["metadata"]["name"]}
@@ -209,7 +241,8 @@ def test_pi_overlay_runs_three_arm64_replicas_in_a_restricted_namespace(pi: list
 
 def test_pi_overlay_exposes_envoy_on_the_documented_node_port(pi: list[Manifest]) -> None:
     (port,) = find(pi, "Service", "gcd-nodeport")["spec"]["ports"]
-    assert port["targetPort"] == "http"
+    assert port["targetPort"] == ENVOY.rest
+    assert "appProtocol" not in port, "Envoy's port speaks HTTP/1.1 as well as h2c"
     assert f":{port['nodePort']}/gcd/12/18" in (REPO / "README.md").read_text()
 
 
@@ -217,3 +250,79 @@ def test_pi_overlay_names_images_of_this_release(pi: list[Manifest]) -> None:
     images = [each["image"] for each in all_containers(pi)]
     assert [image.rsplit(":", 1)[1] for image in images] == [VERSION, VERSION]
     assert all("/" in image for image in images), "the pi overlay must point the images at a registry"
+
+
+# The preflight: the pod's Envoy alone on every arm64 node, and the node labels it leads to.
+
+
+@pytest.fixture(scope="module")
+def preflight() -> list[Manifest]:
+    if KUBECTL is None:
+        pytest.skip("kubectl with built-in kustomize is not installed")
+    return render("preflight")
+
+
+def envoy_node_label(pi: list[Manifest]) -> tuple[str, str]:
+    """The label the pi overlay's pods require beside the architecture: the preflight's verdict."""
+    ((key, value),) = [item for item in pod_spec(pi)["nodeSelector"].items() if item[0] != "kubernetes.io/arch"]
+    return key, value
+
+
+def test_preflight_runs_the_pods_envoy_as_the_pod_runs_it(pi: list[Manifest], preflight: list[Manifest]) -> None:
+    sidecar = container(pi, "envoy")
+    (envoy,) = pod_spec(preflight)["containers"]
+    for key in ("image", "args", "securityContext", "resources"):
+        assert envoy[key] == sidecar[key], key
+    assert pod_spec(preflight)["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+    # Without a server beside it /healthz stays 503: Ready means Envoy started and listens.
+    assert envoy["readinessProbe"]["tcpSocket"] == {"port": ENVOY.rest}
+    namespace = find(preflight, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def preflight_pod(node: str, ready: bool, restarts: int) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"envoy-preflight-{node}", "namespace": "gcd-preflight"},
+        "spec": {"nodeName": node, "containers": [{"name": "envoy", "image": "gcd-envoy"}]},
+        "status": {"containerStatuses": [{"name": "envoy", "ready": ready, "restartCount": restarts}]},
+    }
+
+
+FAKE_KUBECTL = """#!{python}
+# kubectl as label-nodes.sh meets it: 'get pods' answers from a recorded pod list, through the
+# real kubectl's JSONPath, one pod at a time; everything else is only written down.
+import json, subprocess, sys
+args = sys.argv[1:]
+with open({calls!r}, "a") as calls:
+    calls.write(json.dumps(args) + "\\n")
+if args[:3] == ["-n", "gcd-preflight", "get"]:
+    expression = args[args.index("-o") + 1].removeprefix("jsonpath=")
+    per_pod = expression.removeprefix("{{range .items[*]}}").removesuffix("{{end}}")
+    command = [{kubectl!r}, "label", "--local", "-f", {pods!r}, "preflight=read", "-o", "jsonpath=" + per_pod]
+    sys.stdout.write(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+"""
+
+
+@needs_kubectl
+def test_label_nodes_labels_the_nodes_where_envoy_runs_and_only_those(pi: list[Manifest], tmp_path: Path) -> None:
+    pods = tmp_path / "pods.json"
+    # Envoy started on pi5, crash-loops on pi4, and is still being pulled on pi3.
+    items = [preflight_pod("pi5", True, 0), preflight_pod("pi4", False, 4), preflight_pod("pi3", False, 0)]
+    pods.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    calls = tmp_path / "calls.jsonl"
+    fake = tmp_path / "bin" / "kubectl"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_KUBECTL.format(python=sys.executable, calls=str(calls), kubectl=KUBECTL, pods=str(pods)))
+    fake.chmod(0o755)
+
+    env = os.environ | {"PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["sh", str(LABEL_NODES)], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+    key, value = envoy_node_label(pi)
+    labelled = [json.loads(line) for line in calls.read_text().splitlines() if '"label"' in line]
+    assert labelled == [["label", "node", "pi5", f"{key}={value}", "--overwrite"], ["label", "node", "pi4", f"{key}-"]]
+    assert "pi4: Envoy does not start there" in result.stdout
+    assert "pi3: the preflight pod is still starting" in result.stdout
