@@ -97,10 +97,11 @@ def health_url(ports: Ports) -> str:
 
 @contextmanager
 def running_stack(log_dir: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
-    """gcd-stack on free ports, once Envoy reports ready; logs in log_dir/stack.*."""
+    """gcd-stack on free ports, once it says it is ready (and so supervises the server); logs in
+    log_dir/stack.*."""
     ports = free_ports()
     with running(stack_command(ports), log_dir, "stack") as process:
-        wait_for_start(process, lambda: url_answers_ok(health_url(ports)), log_dir, "stack")
+        wait_for_start(process, lambda: "gcd-stack ready" in (log_dir / "stack.out").read_text(), log_dir, "stack")
         yield ports, process
 
 

