@@ -55,7 +55,8 @@ class Stage:
         return found
 
 
-def dockerfile_stages(path: Path = DOCKERFILE) -> dict[str, Stage]:
+def dockerfile_lines(path: Path = DOCKERFILE) -> list[str]:
+    """Instructions, continuation lines joined, comments and blank lines left out."""
     lines: list[str] = []
     for raw in path.read_text().splitlines():
         stripped = raw.strip()
@@ -63,9 +64,26 @@ def dockerfile_stages(path: Path = DOCKERFILE) -> dict[str, Stage]:
             lines[-1] = lines[-1][:-1] + " " + stripped
         elif stripped and not stripped.startswith("#"):
             lines.append(stripped)
+    return lines
+
+
+def dockerfile_args(path: Path = DOCKERFILE) -> dict[str, str]:
+    """The build arguments declared before the first FROM, with their defaults."""
+    found = {}
+    for line in dockerfile_lines(path):
+        keyword, _, args = line.partition(" ")
+        if keyword.upper() == "FROM":
+            break
+        if keyword.upper() == "ARG":
+            name, _, default = args.partition("=")
+            found[name] = default
+    return found
+
+
+def dockerfile_stages(path: Path = DOCKERFILE) -> dict[str, Stage]:
     stages: dict[str, Stage] = {}
     current: Stage | None = None
-    for line in lines:
+    for line in dockerfile_lines(path):
         keyword, _, args = line.partition(" ")
         if keyword.upper() == "FROM":
             current = stages.setdefault(args.split()[-1], Stage(args.split()[-1]))

