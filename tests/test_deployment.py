@@ -323,8 +323,10 @@ if args[:3] == ["-n", "gcd-preflight", "get"]:
 @needs_kubectl
 def test_label_nodes_labels_the_nodes_where_envoy_runs_and_only_those(pi: list[Manifest], tmp_path: Path) -> None:
     pods = tmp_path / "pods.json"
-    # Envoy started on pi5, crash-loops on pi4, and is still being pulled on pi3.
-    items = [preflight_pod("pi5", True, 0), preflight_pod("pi4", False, 4), preflight_pod("pi3", False, 0)]
+    # Envoy started on pi5, crash-loops on pi4, is still being pulled on pi3; a fourth pod waits
+    # for the scheduler, with neither a node nor a container status.
+    unscheduled = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "envoy-preflight-new"}, "spec": {}}
+    items = [preflight_pod("pi5", True, 0), preflight_pod("pi4", False, 4), preflight_pod("pi3", False, 0), unscheduled]
     pods.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     calls = tmp_path / "calls.jsonl"
     fake = tmp_path / "bin" / "kubectl"
@@ -341,3 +343,4 @@ def test_label_nodes_labels_the_nodes_where_envoy_runs_and_only_those(pi: list[M
     assert labelled == [["label", "node", "pi5", f"{key}={value}", "--overwrite"], ["label", "node", "pi4", f"{key}-"]]
     assert "pi4: Envoy does not start there" in result.stdout
     assert "pi3: the preflight pod is still starting" in result.stdout
+    assert "a preflight pod is not scheduled yet" in result.stdout

@@ -8,7 +8,9 @@ label=gcd-service/envoy
 per_pod='{.spec.nodeName} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount}'
 kubectl -n gcd-preflight get pods -o jsonpath="{range .items[*]}$per_pod{\"\\n\"}{end}" |
 while read -r node ready restarts; do
-  if [ "$ready" = true ]; then
+  if [ -z "$node" ]; then
+    echo "a preflight pod is not scheduled yet; run this again in a minute"
+  elif [ "$ready" = true ]; then
     kubectl label node "$node" "$label=runs" --overwrite
   elif [ "${restarts:-0}" -gt 0 ]; then
     echo "$node: Envoy does not start there (kubectl -n gcd-preflight logs --previous on its pod says why)"
