@@ -295,13 +295,16 @@ def test_preflight_runs_the_pods_envoy_as_the_pod_runs_it(pi: list[Manifest], pr
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def preflight_pod(node: str, ready: bool, restarts: int) -> Manifest:
+def preflight_pod(node: str, ready: bool, restarts: int, waiting: str | None = None) -> Manifest:
+    status: Manifest = {"name": "envoy", "ready": ready, "restartCount": restarts}
+    if waiting:
+        status["state"] = {"waiting": {"reason": waiting}}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": f"envoy-preflight-{node}", "namespace": "gcd-preflight"},
         "spec": {"nodeName": node, "containers": [{"name": "envoy", "image": "gcd-envoy"}]},
-        "status": {"containerStatuses": [{"name": "envoy", "ready": ready, "restartCount": restarts}]},
+        "status": {"containerStatuses": [status]},
     }
 
 
@@ -323,10 +326,16 @@ if args[:3] == ["-n", "gcd-preflight", "get"]:
 @needs_kubectl
 def test_label_nodes_labels_the_nodes_where_envoy_runs_and_only_those(pi: list[Manifest], tmp_path: Path) -> None:
     pods = tmp_path / "pods.json"
-    # Envoy started on pi5, crash-loops on pi4, is still being pulled on pi3; a fourth pod waits
-    # for the scheduler, with neither a node nor a container status.
+    # Envoy started on pi5, crash-loops on pi4, is still being created on pi3, and cannot be pulled
+    # on pi2; a fifth pod waits for the scheduler, with neither a node nor a container status.
     unscheduled = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "envoy-preflight-new"}, "spec": {}}
-    items = [preflight_pod("pi5", True, 0), preflight_pod("pi4", False, 4), preflight_pod("pi3", False, 0), unscheduled]
+    items = [
+        preflight_pod("pi5", True, 0),
+        preflight_pod("pi4", False, 4, "CrashLoopBackOff"),
+        preflight_pod("pi3", False, 0, "ContainerCreating"),
+        preflight_pod("pi2", False, 0, "ImagePullBackOff"),
+        unscheduled,
+    ]
     pods.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     calls = tmp_path / "calls.jsonl"
     fake = tmp_path / "bin" / "kubectl"
@@ -344,3 +353,4 @@ def test_label_nodes_labels_the_nodes_where_envoy_runs_and_only_those(pi: list[M
     assert "pi4: Envoy does not start there" in result.stdout
     assert "pi3: the preflight pod is still starting" in result.stdout
     assert "a preflight pod is not scheduled yet" in result.stdout
+    assert "pi2: the preflight pod is stuck before Envoy ran: ImagePullBackOff" in result.stdout

@@ -5,9 +5,11 @@
 # CrashLoopBackOff; run it again after changing a node's kernel.
 set -eu
 label=gcd-service/envoy
+# Per pod: its node, and its one container's readiness, restarts and reason for waiting, if any.
 per_pod='{.spec.nodeName} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount}'
+per_pod="$per_pod {.status.containerStatuses[0].state.waiting.reason}"
 kubectl -n gcd-preflight get pods -o jsonpath="{range .items[*]}$per_pod{\"\\n\"}{end}" |
-while read -r node ready restarts; do
+while read -r node ready restarts waiting; do
   if [ -z "$node" ]; then
     echo "a preflight pod is not scheduled yet; run this again in a minute"
   elif [ "$ready" = true ]; then
@@ -15,6 +17,8 @@ while read -r node ready restarts; do
   elif [ "${restarts:-0}" -gt 0 ]; then
     echo "$node: Envoy does not start there (kubectl -n gcd-preflight logs --previous on its pod says why)"
     kubectl label node "$node" "$label-"
+  elif [ -n "${waiting:-}" ] && [ "$waiting" != ContainerCreating ]; then
+    echo "$node: the preflight pod is stuck before Envoy ran: $waiting (kubectl -n gcd-preflight describe pod)"
   else
     echo "$node: the preflight pod is still starting; run this again in a minute"
   fi
