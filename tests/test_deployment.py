@@ -35,7 +35,8 @@ LABEL_NODES = REPO / "kustomize" / "preflight" / "label-nodes.sh"
 # Every kustomization a user applies: the service (base, pi) and the node preflight.
 OVERLAYS = ["base", "pi", "preflight"]
 SERVICE_OVERLAYS = ["base", "pi"]
-KUBERNETES_VERSIONS = ["1.29.0", "1.33.0", "1.37.0"]
+# The oldest release the docs support, the first with the sidecar port fix, and the newest.
+KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
 ENVOY = ports_of(packaged_config())
 
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")
