@@ -4,7 +4,10 @@ Each new TCP connection goes to one of the endpoints listed at that moment, and 
 endpoint until either side closes it, even after the endpoint leaves the list: kube-proxy steers
 only new connections, and established ones keep their conntrack entry (kubernetes/kubernetes
 pkg/proxy/conntrack/cleanup.go flushes UDP entries only). With no endpoint listed, a connection
-is closed at once (kube-proxy rejects it)."""
+is closed at once (kube-proxy rejects it). A change of endpoints takes effect only after a delay,
+as it reaches each node's kube-proxy: the EndpointSlice controller, the watch, and kube-proxy's
+own minimum sync period (1 s by default) all come between a pod's deletion and its last new
+connection."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ _CHUNK_BYTES = 65536
 
 
 class ServiceProxy:
-    def __init__(self) -> None:
+    def __init__(self, propagation_seconds: float) -> None:
+        self.propagation_seconds = propagation_seconds
         self._endpoints: list[int] = []
         self._turn = itertools.count()
         self._loop = asyncio.new_event_loop()
@@ -53,9 +57,18 @@ class ServiceProxy:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    def set_endpoints(self, ports: list[int]) -> None:
-        """The endpoints new connections may go to from now on (the EndpointSlice's ready ones)."""
-        self._endpoints = list(ports)
+    def set_endpoints(self, ports: list[int], *, at_once: bool = False) -> None:
+        """The endpoints new connections may go to (the EndpointSlice's ready ones), from
+        propagation_seconds on, or at once."""
+        endpoints = list(ports)
+
+        def apply() -> None:
+            self._endpoints = endpoints
+
+        if at_once:
+            apply()
+        else:
+            self._loop.call_soon_threadsafe(self._loop.call_later, self.propagation_seconds, apply)
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         endpoints = self._endpoints

@@ -12,7 +12,15 @@ import pytest
 
 from gcd_server.app import SERVICE_NAME, VERSION
 from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
-from gcd_stack.envoy_config import TRANSCODER, health_path, http_filter, openapi_route, packaged_config, ports_of
+from gcd_stack.envoy_config import (
+    TRANSCODER,
+    connection_manager,
+    health_path,
+    http_filter,
+    openapi_route,
+    packaged_config,
+    ports_of,
+)
 from gcd_stack.stack import POD_ENVOY_FLAGS
 
 from deployment import (
@@ -180,6 +188,14 @@ def test_shutdown_fits_in_the_termination_grace_period(pi: list[Manifest]) -> No
     envoy_drain = float(flag_value(container(pi, "envoy")["args"], "--drain-time-s"))
     pre_stop = container(pi, "server")["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop + envoy_drain + grace < pod_spec(pi)["terminationGracePeriodSeconds"]
+
+
+def test_envoy_closes_idle_client_connections_while_the_server_still_serves(pi: list[Manifest]) -> None:
+    """gcd-server serves on for at most Envoy's --drain-time-s while Envoy's clients leave; one that
+    sends nothing leaves only when Envoy's idle timeout closes its connection."""
+    idle = connection_manager(packaged_config())["common_http_protocol_options"]["idle_timeout"]
+    drain = float(flag_value(container(pi, "envoy")["args"], "--drain-time-s"))
+    assert float(idle.removesuffix("s")) < drain
 
 
 def test_the_server_drains_the_envoy_beside_it_as_the_stack_does(pi: list[Manifest]) -> None:

@@ -1,12 +1,14 @@
 """The pi pod's two containers, run here the way their images and kubelet run them (pods.py)."""
 
-import time
-from collections.abc import Callable
+import http.client
 from pathlib import Path
 
 import pytest
 
-from clients import Reply, http_request
+from gcd_stack.envoy_config import LOOPBACK
+from gcd_stack.stack import url_answers_ok
+
+from clients import http_request
 from deployment import KUBECTL, render
 from pods import Pod, PodTemplate
 from processes import wait_until
@@ -16,13 +18,11 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in k
 READMITTED_WITHIN_SECONDS = 10.0
 
 
-def first_reply(port: int, wanted: Callable[[Reply], bool], timeout: float) -> Reply:
-    """The first reply to GET /gcd/12/18 that is wanted, or the last one once timeout is over."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reply = http_request(port, "/gcd/12/18")
-        if wanted(reply) or time.monotonic() > deadline:
-            return reply
+def keep_alive_reply(client: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    client.request("GET", "/gcd/12/18")
+    response = client.getresponse()
+    assert response.read() == b'{"result":"6"}'
+    return response
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +44,14 @@ def test_a_server_restarted_in_the_pod_makes_it_ready_again(template: PodTemplat
     with Pod(template, tmp_path, "pod") as pod:
         pod.start()
         wait_until(pod.is_ready, READMITTED_WITHIN_SECONDS, "pod ready")
-        assert "connection" not in http_request(pod.ports.rest, "/gcd/12/18").headers
+        client = http.client.HTTPConnection(LOOPBACK, pod.ports.rest, timeout=10)
+        assert keep_alive_reply(client).getheader("connection") is None
 
         pod.signal_server()
-        # The server keeps serving through Envoy's drain time, telling each client to reconnect.
-        draining = first_reply(pod.ports.rest, lambda reply: "connection" in reply.headers, timeout=1.0)
-        assert draining.status == 200 and draining.headers["connection"] == "close"
+        wait_until(lambda: not url_answers_ok(pod.envoy_ready_url), 5, "Envoy told to fail its health check")
+        # The server serves on while a client is connected, and Envoy tells that client to leave.
+        draining = keep_alive_reply(client)
+        assert draining.status == 200 and draining.getheader("connection") == "close"
         assert pod.server_exit_code() == 0
 
         pod.start_server()

@@ -38,10 +38,13 @@ pytestmark = [
     pytest.mark.faults,
     pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed"),
 ]
-CLIENT_THREADS = 3
-PAUSE_BETWEEN_CALLS_SECONDS = 0.002
+# Busy clients, and a sparse one whose connection sits idle longer than Envoy's drain takes to
+# begin: each kind over REST and over gRPC.
+PAUSES_SECONDS = [0.002, 0.002, 0.002, 3.0]
+# From a pod's deletion to kube-proxy's last new connection to it.
+ENDPOINT_PROPAGATION_SECONDS = 2.0
 READY_TIMEOUT_SECONDS = 20.0
-# The pods' preStop (5 s) plus Envoy's drain (2 s) plus the server's exit, with room.
+# The pods' preStop (5 s) plus Envoy's drain (15 s at most) plus the server's exit.
 TERMINATION_TIMEOUT_SECONDS = 30.0
 
 
@@ -49,7 +52,7 @@ def operands(rng: random.Random) -> tuple[int, int]:
     return rng.randrange(1, 2**40), rng.randrange(1, 2**40)
 
 
-def rest_client(port: int, stop: threading.Event, outcomes: Counter[str]) -> None:
+def rest_client(port: int, pause: float, stop: threading.Event, outcomes: Counter[str]) -> None:
     """One keep-alive HTTP/1.1 client, as a browser or curl in a loop: it reconnects only when
     the server closes the connection."""
     rng = random.Random()
@@ -65,11 +68,11 @@ def rest_client(port: int, stop: threading.Event, outcomes: Counter[str]) -> Non
         except (OSError, http.client.HTTPException) as error:
             outcomes[f"REST failed: {type(error).__name__}"] += 1
             connection.close()
-        time.sleep(PAUSE_BETWEEN_CALLS_SECONDS)
+        stop.wait(pause)
     connection.close()
 
 
-def grpc_client(port: int, stop: threading.Event, outcomes: Counter[str]) -> None:
+def grpc_client(port: int, pause: float, stop: threading.Event, outcomes: Counter[str]) -> None:
     """One long-lived gRPC channel through Envoy's port, as the NodePort offers it."""
     rng = random.Random()
     with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
@@ -81,18 +84,18 @@ def grpc_client(port: int, stop: threading.Event, outcomes: Counter[str]) -> Non
                 outcomes["gRPC right" if right else "gRPC failed: wrong result"] += 1
             except grpc.RpcError as error:
                 outcomes[f"gRPC failed: {error.code().name} {error.details()}"] += 1
-            time.sleep(PAUSE_BETWEEN_CALLS_SECONDS)
+            stop.wait(pause)
 
 
 @contextlib.contextmanager
 def steady_load(port: int) -> Iterator[Counter[str]]:
     outcomes: Counter[str] = Counter()
     stop = threading.Event()
-    clients: list[Callable[[int, threading.Event, Counter[str]], None]] = [rest_client, grpc_client]
+    clients: list[Callable[[int, float, threading.Event, Counter[str]], None]] = [rest_client, grpc_client]
     threads = [
-        threading.Thread(target=client, args=(port, stop, outcomes))
+        threading.Thread(target=client, args=(port, pause, stop, outcomes))
         for client in clients
-        for _ in range(CLIENT_THREADS)
+        for pause in PAUSES_SECONDS
     ]
     for thread in threads:
         thread.start()
@@ -115,7 +118,7 @@ def test_a_rolling_update_of_every_replica_fails_no_request(tmp_path: Path) -> N
     names = (f"pod-{number}" for number in range(2 * template.replicas))
 
     with contextlib.ExitStack() as held:
-        service = held.enter_context(ServiceProxy())
+        service = held.enter_context(ServiceProxy(ENDPOINT_PROPAGATION_SECONDS))
 
         def ready_pod() -> Pod:
             pod = held.enter_context(Pod(template, tmp_path, next(names)))
@@ -125,7 +128,7 @@ def test_a_rolling_update_of_every_replica_fails_no_request(tmp_path: Path) -> N
 
         old_pods = [ready_pod() for _ in range(template.replicas)]
         ready = list(old_pods)
-        service.set_endpoints([pod.ports.rest for pod in ready])
+        service.set_endpoints([pod.ports.rest for pod in ready], at_once=True)
         exit_codes: dict[str, int] = {}
         deletions = []
         started = time.monotonic()

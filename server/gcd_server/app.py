@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
-from gcd_server.envoy_drain import drain_envoy, readmit_envoy
+from gcd_server.envoy_sidecar import EnvoySidecar
 from gcd_server.metrics import RpcMetrics, serve_metrics
 from gcd_server.reflection import enable_reflection
 from gcd_server.servicer import GCDServicer
@@ -98,25 +98,26 @@ def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: stop_requested.set())
 
+    envoy = EnvoySidecar(settings.envoy_admin) if settings.envoy_admin else None
     server.start()
-    if settings.envoy_admin:
-        readmit_envoy(settings.envoy_admin)
+    if envoy:
+        envoy.readmit_in_background()
     metrics = f", metrics on port {settings.metrics_port}" if settings.metrics_port else ""
     log.info("gcd-server %s serving %s on %s%s", VERSION, SERVICE_NAME, settings.address, metrics)
     stop_requested.wait()
 
-    drain(server, health_servicer, settings.grace_seconds, settings.envoy_admin)
+    drain(server, health_servicer, settings.grace_seconds, envoy)
     log.info("stopped")
 
 
 def drain(
-    server: grpc.Server, health_servicer: health.HealthServicer, grace_seconds: float, envoy_admin: str | None = None
+    server: grpc.Server, health_servicer: health.HealthServicer, grace_seconds: float, envoy: EnvoySidecar | None = None
 ) -> None:
-    """Health turns NOT_SERVING; the Envoy in front, if named, sends its clients elsewhere; then
+    """Health turns NOT_SERVING; the Envoy in front, if any, sends its clients elsewhere; then
     new RPCs are refused and in-flight ones get grace_seconds to finish before this returns."""
     health_servicer.enter_graceful_shutdown()
-    if envoy_admin:
-        drain_envoy(envoy_admin, grace_seconds)
+    if envoy:
+        envoy.drain()
     log.info("stopping: new RPCs refused, in-flight RPCs get %.1fs to finish", grace_seconds)
     server.stop(grace_seconds).wait()
 

@@ -32,12 +32,12 @@ _FIRST_RESTART_DELAY_SECONDS = 0.5
 _MAX_RESTART_DELAY_SECONDS = 8.0
 _STABLE_AFTER_SECONDS = 10.0
 _ENVOY_EXIT_TIMEOUT_SECONDS = 5.0
-# Flags the pod gives Envoy too. Once drained, Envoy closes each client connection after its
-# current request, and gcd-server keeps serving for these 2 s before refusing new RPCs; access
-# log lines reach stdout within a second (Envoy's default is 10).
-POD_ENVOY_FLAGS = ["--drain-time-s", "2", "--drain-strategy", "immediate", "--file-flush-interval-msec", "1000"]
-# Beyond the server's drain (Envoy's and its own, each at most its grace period), before it is
-# killed outright.
+# Flags the pod gives Envoy too. Once gcd-server has failed Envoy's health check, it keeps serving
+# until Envoy's clients have gone, at most these 15 s; access log lines reach stdout within a
+# second (Envoy's default is 10).
+POD_ENVOY_FLAGS = ["--drain-time-s", "15", "--file-flush-interval-msec", "1000"]
+ENVOY_DRAIN_SECONDS = float(POD_ENVOY_FLAGS[POD_ENVOY_FLAGS.index("--drain-time-s") + 1])
+# Beyond the server's drain (Envoy's, then its own grace period), before it is killed outright.
 _SERVER_EXIT_MARGIN_SECONDS = 5.0
 _PR_SET_PDEATHSIG = 1
 
@@ -191,5 +191,5 @@ class Stack:
     def stop(self) -> None:
         """The server first (it drains Envoy, then itself), so in-flight RPCs finish through
         Envoy; then Envoy."""
-        stop_process(self._server, 2 * self._server_grace + _SERVER_EXIT_MARGIN_SECONDS)
+        stop_process(self._server, ENVOY_DRAIN_SECONDS + self._server_grace + _SERVER_EXIT_MARGIN_SECONDS)
         stop_process(self._envoy, _ENVOY_EXIT_TIMEOUT_SECONDS)
