@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import subprocess
+from importlib.metadata import distribution
 from pathlib import Path
 from types import ModuleType
 
@@ -84,3 +85,10 @@ def test_openapi_describes_every_annotated_method() -> None:
     assert result["type"] == "string" and result["format"] == "uint64"
     assert {"200", "400", "404", "429", "503"} <= operation["responses"].keys()
     assert spec["info"]["version"] == VERSION
+
+
+def test_the_installed_package_carries_its_licence_and_notice() -> None:
+    files = {Path(str(file)).name: file for file in distribution("gcd-service").files or []}
+    for name in ("LICENSE", "NOTICE"):
+        assert files[name].read_text() == (REPO / name).read_text()
+    assert distribution("gcd-service").metadata["License-Expression"] == "Apache-2.0"
