@@ -3,7 +3,9 @@
 Called by the build (setup.py) on the descriptor set it has just compiled, so the document
 cannot drift from proto/: it names each annotated method's path and verb, its path parameters
 with their proto3 JSON types, its answer, and the google.rpc.Status body of every error the
-Envoy in front can answer with.
+Envoy in front can answer with. A binding it does not describe (a body, query parameters, custom
+verbs, {name=...} templates, additional bindings) stops the build with its name, rather than
+leave a method out of the document or describe it wrongly.
 """
 
 from typing import Any
@@ -47,6 +49,39 @@ _STATUS = {
 }
 
 
+class UnsupportedBindingError(ValueError):
+    """An HTTP binding this generator would describe wrongly: the build stops rather than ship it."""
+
+
+def _unsupported(rule: Any, verb: str | None, template: str, request: descriptor_pb2.DescriptorProto) -> list[str]:
+    """What of a method's HTTP binding this generator does not describe."""
+    problems = []
+    if verb == "custom":
+        problems.append(f"a custom verb ({rule.custom.kind})")
+    if rule.body:
+        problems.append(f'a request body (body: "{rule.body}")')
+    if rule.additional_bindings:
+        problems.append("additional_bindings")
+    if ":" in template.rsplit("/", 1)[-1]:
+        problems.append(f"a verb suffix in {template}")
+    fields = {field.name: field for field in request.field}
+    bound = []
+    for part in template.split("/"):
+        if part.startswith("{"):
+            name = part[1:-1]
+            if "=" in name or "." in name or name not in fields:
+                problems.append(f"the path variable {part} (only {{field}} of a top-level field is described)")
+            else:
+                bound.append(name)
+    unbound = [name for name in fields if name not in bound]
+    if unbound and not rule.body:
+        problems.append(f"fields bound to query parameters ({', '.join(unbound)})")
+    untyped = [name for name in bound if fields[name].type not in _JSON_TYPES]
+    if untyped:
+        problems.append(f"path fields of a type without a JSON schema here ({', '.join(untyped)})")
+    return problems
+
+
 def _schema(message: descriptor_pb2.DescriptorProto) -> dict[str, Any]:
     # always_print_primitive_fields (envoy/envoy.yaml): every field is present in answers.
     properties = {field.json_name: _JSON_TYPES[field.type] for field in message.field}
@@ -66,15 +101,20 @@ def openapi_document(descriptors: descriptor_pb2.FileDescriptorSet, title: str, 
     }
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"google.rpc.Status": _STATUS}
+    refused = []
     for file in descriptors.file:
         for service in file.service:
             for method in service.method:
                 rule = method.options.Extensions[annotations_pb2.http]
                 verb = rule.WhichOneof("pattern")
-                if verb is None or verb == "custom":
+                if verb is None:
                     continue
-                template = getattr(rule, verb)
+                template = "" if verb == "custom" else getattr(rule, verb)
                 request = messages[method.input_type]
+                problems = _unsupported(rule, verb, template, request)
+                if problems:
+                    refused.append(f"{file.package}.{service.name}/{method.name}: {'; '.join(problems)}")
+                    continue
                 fields = {field.name: field for field in request.field}
                 names = [part[1:-1] for part in template.split("/") if part.startswith("{")]
                 response_name = method.output_type.lstrip(".")
@@ -91,6 +131,11 @@ def openapi_document(descriptors: descriptor_pb2.FileDescriptorSet, title: str, 
                         **{status: _json_response(text, "google.rpc.Status") for status, text in ERRORS.items()},
                     },
                 }
+    if refused:
+        raise UnsupportedBindingError(
+            "proto/openapi.py cannot describe these HTTP bindings; teach it to, or change them:\n  "
+            + "\n  ".join(refused)
+        )
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": version},

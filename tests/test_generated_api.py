@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 import subprocess
 from importlib.metadata import distribution
 from pathlib import Path
@@ -92,3 +93,21 @@ def test_the_installed_package_carries_its_licence_and_notice() -> None:
     for name in ("LICENSE", "NOTICE"):
         assert files[name].read_text() == (REPO / name).read_text()
     assert distribution("gcd-service").metadata["License-Expression"] == "Apache-2.0"
+
+
+def test_a_binding_the_openapi_generator_cannot_describe_stops_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next RPC with a body must not ship with a wrong or missing OpenAPI description."""
+    scratch = tmp_path / "proto"
+    shutil.copytree(REPO / "proto", scratch)
+    proto = scratch / BUILD.API_PROTO
+    with_body = """
+  rpc Submit(ComputeRequest) returns (ComputeResponse) {
+    option (google.api.http) = {post: "/gcd", body: "*"};
+  }
+"""
+    proto.write_text(proto.read_text().replace("service GCDService {\n", "service GCDService {" + with_body))
+    monkeypatch.setattr(BUILD, "PROTO_DIR", scratch)
+    with pytest.raises(ValueError, match=r'gcd\.v1\.GCDService/Submit: a request body \(body: "\*"\)'):
+        BUILD.compile_api(tmp_path / "out", VERSION)
