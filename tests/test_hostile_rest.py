@@ -6,6 +6,7 @@ Whatever a client sends: no 5xx, no hang, every error a JSON google.rpc.Status b
 
 import math
 import re
+from collections.abc import Iterator
 from urllib.parse import quote, unquote
 
 import pytest
@@ -23,6 +24,14 @@ DECIMAL = re.compile(r"\+?[0-9]+")
 pytestmark = pytest.mark.faults
 
 seen = {"cases": 0, "5xx": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures_of_this_module() -> Iterator[None]:
+    """Recorded once the module's last test is done, whichever order the tests ran in."""
+    yield
+    record_figure("hostile REST requests tried", seen["cases"])
+    record_figure("5xx answers to them", seen["5xx"])
 
 
 def get(target: str, **headers: str) -> bytes:
@@ -180,8 +189,3 @@ def test_any_path_segments(stack: Ports, a: str, b: str) -> None:
     reply = raw_http(stack.rest, get(target))
     decoded = unquote(target.split("/")[2]), unquote(target.split("/")[3])
     check(reply, expected_gcd(*decoded))
-
-
-def test_zz_record_figures() -> None:
-    record_figure("hostile REST requests tried", seen["cases"])
-    record_figure("5xx answers to them", seen["5xx"])

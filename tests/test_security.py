@@ -6,13 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from gcd_stack.envoy_config import LOOPBACK, Ports
 
 from processes import REPO, SCRIPTS, children
 
-pytestmark = pytest.mark.faults
 NOT_SOURCES = [".git", ".tox", ".hypothesis", "build", ".mypy_cache", ".ruff_cache", ".pytest_cache"]
 
 
