@@ -219,20 +219,20 @@ def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) ->
     concurrency = pod_envoy_concurrency()
     arms = [
         Arm("grpc-direct", True, ports.grpc, None),
-        Arm("rest-envoy", False, ports.rest, "envoy"),
-        Arm("grpc-envoy", True, ports.rest, "envoy"),
+        Arm("rest-envoy", False, ports.envoy, "envoy"),
+        Arm("grpc-envoy", True, ports.envoy, "envoy"),
         Arm("rest-gateway", False, gateway_port, "gateway"),
     ]
     saturation: dict[str, list[Run]] = {arm.name: [] for arm in arms}
     fixed_rate: dict[str, list[Run]] = {arm.name: [] for arm in arms}
     wrk: dict[str, list[float]] = {arm.name: [] for arm in arms if not arm.grpc}
     with ExitStack() as stack:
-        metrics_port = ports.server_metrics if server_metrics else 0
+        metrics_port = ports.metrics if server_metrics else 0
         server = stack.enter_context(started(server_command(ports.grpc, metrics_port), workdir / "server.log"))
         wait_for(lambda: server_is_serving(ports.grpc), server, "gcd-server")
         envoy_args = [*envoy_command(envoy_config), "--concurrency", concurrency, "--disable-hot-restart"]
         envoy = stack.enter_context(started(pinned(CPU_REST, envoy_args), workdir / "envoy.log"))
-        envoy_health = f"http://{LOOPBACK}:{ports.rest}{health_path(packaged_config())}"
+        envoy_health = f"http://{LOOPBACK}:{ports.envoy}{health_path(packaged_config())}"
         wait_for(lambda: url_answers_ok(envoy_health), envoy, "Envoy")
         gateway_args = [sys.executable, str(BENCH / "gateway.py"), "--port", str(gateway_port)]
         gateway_args += ["--upstream", f"{LOOPBACK}:{ports.grpc}"]

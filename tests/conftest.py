@@ -28,7 +28,8 @@ def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Po
 
 
 @pytest.fixture(scope="session")
-def stack(stack_process: tuple[Ports, subprocess.Popen[str]]) -> Ports:
+def stack_ports(stack_process: tuple[Ports, subprocess.Popen[str]]) -> Ports:
+    """The ports of the shared gcd-stack."""
     return stack_process[0]
 
 

@@ -68,7 +68,7 @@ class Pod:
 
     @property
     def envoy_ready_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.ports.rest}{self.template.readiness_path}"
+        return f"http://{LOOPBACK}:{self.ports.envoy}{self.template.readiness_path}"
 
     def __enter__(self) -> Pod:
         return self
@@ -84,7 +84,7 @@ class Pod:
         command = [*self.envoy_binary, *self.envoy_args(self._log_dir / f"{name}.yaml")]
         process = self._held.enter_context(running(command, self._log_dir, name))
         wait_for_start(
-            process, lambda: url_answers_ok(f"http://{LOOPBACK}:{self.ports.admin}/ready"), self._log_dir, name
+            process, lambda: url_answers_ok(f"http://{LOOPBACK}:{self.ports.envoy_admin}/ready"), self._log_dir, name
         )
         self.start_server()
 
@@ -102,8 +102,8 @@ class Pod:
         env = self.template.server_env | {
             "GCD_HOST": LOOPBACK,
             "GCD_PORT": str(self.ports.grpc),
-            "GCD_METRICS_PORT": str(self.ports.server_metrics),
-            "GCD_ENVOY_ADMIN": f"http://{LOOPBACK}:{self.ports.admin}",
+            "GCD_METRICS_PORT": str(self.ports.metrics),
+            "GCD_ENVOY_ADMIN": f"http://{LOOPBACK}:{self.ports.envoy_admin}",
         }
         self._server = self._held.enter_context(
             running(self.template.server_command, self._log_dir, name, env=os.environ | env)

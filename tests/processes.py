@@ -92,7 +92,7 @@ def stack_command(ports: Ports) -> list[str]:
 
 
 def health_url(ports: Ports) -> str:
-    return f"http://{LOOPBACK}:{ports.rest}{HEALTH_PATH}"
+    return f"http://{LOOPBACK}:{ports.envoy}{HEALTH_PATH}"
 
 
 @contextmanager
@@ -200,7 +200,9 @@ def envoy_alone(config: Config, ports: Ports, log_dir: Path) -> Iterator[None]:
     path = log_dir / "envoy.yaml"
     path.write_text(yaml.safe_dump(config))
     with running(envoy_command(path), log_dir, "envoy") as process:
-        wait_for_start(process, lambda: url_answers_ok(f"http://{LOOPBACK}:{ports.admin}/ready"), log_dir, "envoy")
+        wait_for_start(
+            process, lambda: url_answers_ok(f"http://{LOOPBACK}:{ports.envoy_admin}/ready"), log_dir, "envoy"
+        )
         yield
 
 

@@ -132,10 +132,10 @@ def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
     envoy = container(pi, "envoy")
     assert envoy["restartPolicy"] == "Always", "Envoy must be a native sidecar: up first, down last"
     assert envoy["ports"] == [
-        {"name": "http", "containerPort": ENVOY.rest},
-        {"name": "envoy-metrics", "containerPort": ENVOY.metrics},
+        {"name": "http", "containerPort": ENVOY.envoy},
+        {"name": "envoy-metrics", "containerPort": ENVOY.envoy_metrics},
     ]
-    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.rest}
+    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.envoy}
     assert ENVOY.grpc == DEFAULT_PORT
 
 
@@ -199,7 +199,7 @@ def test_envoy_closes_idle_client_connections_while_the_server_still_serves(pi: 
 
 
 def test_the_server_drains_the_envoy_beside_it_as_the_stack_does(pi: list[Manifest]) -> None:
-    assert server_env(pi)["GCD_ENVOY_ADMIN"] == f"http://127.0.0.1:{ENVOY.admin}"
+    assert server_env(pi)["GCD_ENVOY_ADMIN"] == f"http://127.0.0.1:{ENVOY.envoy_admin}"
     args = container(pi, "envoy")["args"]
     for flag, value in zip(POD_ENVOY_FLAGS[::2], POD_ENVOY_FLAGS[1::2], strict=True):
         assert flag_value(args, flag) == value
@@ -224,7 +224,7 @@ def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) ->
 def test_services_and_network_policy_reach_only_the_declared_ports(name: str) -> None:
     manifests = render(name)
     declared = {port["containerPort"] for each in all_containers(manifests) for port in each["ports"]}
-    assert declared == {ENVOY.rest, ENVOY.metrics, DEFAULT_PORT, DEFAULT_METRICS_PORT}
+    assert declared == {ENVOY.envoy, ENVOY.envoy_metrics, DEFAULT_PORT, DEFAULT_METRICS_PORT}
     pod_labels = find(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for service in (m for m in manifests if m["kind"] == "Service"):
         assert service["spec"]["selector"].items() <= pod_labels.items()
@@ -273,7 +273,7 @@ def test_pi_overlay_runs_three_arm64_replicas_in_a_restricted_namespace(pi: list
 
 def test_pi_overlay_exposes_envoy_on_the_documented_node_port(pi: list[Manifest]) -> None:
     (port,) = find(pi, "Service", "gcd-nodeport")["spec"]["ports"]
-    assert port["targetPort"] == ENVOY.rest
+    assert port["targetPort"] == ENVOY.envoy
     assert "appProtocol" not in port, "Envoy's port speaks HTTP/1.1 as well as h2c"
     assert f":{port['nodePort']}/gcd/12/18" in (REPO / "README.md").read_text()
 
@@ -307,7 +307,7 @@ def test_preflight_runs_the_pods_envoy_as_the_pod_runs_it(pi: list[Manifest], pr
         assert envoy[key] == sidecar[key], key
     assert pod_spec(preflight)["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
     # Without a server beside it /healthz stays 503: Ready means Envoy started and listens.
-    assert envoy["readinessProbe"]["tcpSocket"] == {"port": ENVOY.rest}
+    assert envoy["readinessProbe"]["tcpSocket"] == {"port": ENVOY.envoy}
     namespace = find(preflight, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 

@@ -40,7 +40,7 @@ def test_server_at_its_rpc_limit_answers_429_through_envoy(tmp_path: Path) -> No
 
         ports = dataclasses.replace(free_ports(), grpc=held.port)
         with envoy_alone(local_envoy_config(ports), ports, tmp_path):
-            reply = http_request(ports.rest, "/gcd/12/18")
+            reply = http_request(ports.envoy, "/gcd/12/18")
     assert reply.status == 429
     assert_rest_reply(reply)
     assert reply.json()["code"] == 8
@@ -73,26 +73,26 @@ def record_latencies(label: str, samples: list[float]) -> None:
 
 @contextmanager
 def open_connections(port: int, count: int, first_bytes: bytes = b"") -> Iterator[list[socket.socket]]:
-    with ExitStack() as stack:
+    with ExitStack() as held:
         connections = []
         for _ in range(count):
-            connection = stack.enter_context(socket.create_connection((LOOPBACK, port), timeout=15))
+            connection = held.enter_context(socket.create_connection((LOOPBACK, port), timeout=15))
             if first_bytes:
                 connection.sendall(first_bytes)
             connections.append(connection)
         yield connections
 
 
-def test_normal_requests_stay_fast(stack: Ports) -> None:
-    samples = latencies(stack.rest)
+def test_normal_requests_stay_fast(stack_ports: Ports) -> None:
+    samples = latencies(stack_ports.envoy)
     record_latencies("alone", samples)
     assert percentile(samples, 0.99) < P99_LIMIT_SECONDS
 
 
-def test_slowloris_flood_neither_starves_others_nor_lingers(stack: Ports) -> None:
+def test_slowloris_flood_neither_starves_others_nor_lingers(stack_ports: Ports) -> None:
     timeout = duration_seconds(connection_manager(packaged_config())["request_headers_timeout"])
     stop_dripping = threading.Event()
-    with open_connections(stack.rest, SLOW_CLIENTS, b"GET /gcd/12/18 HTTP/1.1\r\nHost: slow\r\n") as slow:
+    with open_connections(stack_ports.envoy, SLOW_CLIENTS, b"GET /gcd/12/18 HTTP/1.1\r\nHost: slow\r\n") as slow:
 
         def drip() -> None:
             while not stop_dripping.wait(0.5):
@@ -105,7 +105,7 @@ def test_slowloris_flood_neither_starves_others_nor_lingers(stack: Ports) -> Non
         dripper.start()
         started = time.monotonic()
         try:
-            samples = latencies(stack.rest)
+            samples = latencies(stack_ports.envoy)
         finally:
             stop_dripping.set()
             dripper.join()
@@ -119,9 +119,9 @@ def test_slowloris_flood_neither_starves_others_nor_lingers(stack: Ports) -> Non
     assert cut_off == SLOW_CLIENTS
 
 
-def test_burst_of_idle_connections_does_not_starve_others(stack: Ports) -> None:
-    with open_connections(stack.rest, IDLE_CONNECTIONS):
-        samples = latencies(stack.rest)
+def test_burst_of_idle_connections_does_not_starve_others(stack_ports: Ports) -> None:
+    with open_connections(stack_ports.envoy, IDLE_CONNECTIONS):
+        samples = latencies(stack_ports.envoy)
     record_latencies(f"beside {IDLE_CONNECTIONS} idle connections", samples)
     assert percentile(samples, 0.99) < P99_LIMIT_SECONDS
 

@@ -33,7 +33,7 @@ def test_installed_config_is_the_repository_file() -> None:
 def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None:
     config_path = tmp_path / "envoy.yaml"
     write_local_envoy_config(
-        config_path, Ports(rest=18080, admin=19901, grpc=13000, metrics=19102, server_metrics=19103)
+        config_path, Ports(envoy=18080, envoy_admin=19901, grpc=13000, envoy_metrics=19102, metrics=19103)
     )
     command = [*envoy_command(config_path), "--mode", "validate"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -43,7 +43,7 @@ def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None
 
 def test_ports_agree_with_the_server_default() -> None:
     assert ports_of(packaged_config()) == Ports(
-        rest=8080, admin=9901, grpc=DEFAULT_PORT, metrics=9102, server_metrics=DEFAULT_METRICS_PORT
+        envoy=8080, envoy_admin=9901, grpc=DEFAULT_PORT, envoy_metrics=9102, metrics=DEFAULT_METRICS_PORT
     )
 
 
@@ -68,7 +68,7 @@ def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_
 
 def test_the_stack_changes_only_ports_addresses_and_descriptor_path() -> None:
     original = packaged_config()
-    local = local_config(original, Ports(rest=1, admin=2, grpc=3, metrics=4, server_metrics=5))
+    local = local_config(original, Ports(envoy=1, envoy_admin=2, grpc=3, envoy_metrics=4, metrics=5))
 
     def masked(config: Any) -> Any:
         if isinstance(config, dict):

@@ -40,7 +40,7 @@ def test_killed_server_gives_fast_json_503s_then_comes_back(own_stack: tuple[Por
 
     first_503 = None
     while True:
-        reply = http_request(ports.rest, "/gcd/12/18")
+        reply = http_request(ports.envoy, "/gcd/12/18")
         if reply.status == 200:
             break
         assert reply.status == 503 and reply.json()["code"] == 14, (reply.status, reply.body)
@@ -156,7 +156,7 @@ def test_sigterm_to_the_stack_under_rest_load_fails_nothing_before_the_server_st
 ) -> None:
     ports, stack = own_stack
     started = children(stack.pid)
-    with under_load(rest_load, ports.rest) as outcomes:
+    with under_load(rest_load, ports.envoy) as outcomes:
         signalled = time.monotonic()
         stack.send_signal(signal.SIGTERM)
         assert stack.wait(30) == 0

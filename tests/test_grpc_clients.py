@@ -26,8 +26,8 @@ def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(params=["server", "envoy"])
-def target(request: pytest.FixtureRequest, stack: Ports) -> str:
-    port = stack.grpc if request.param == "server" else stack.rest
+def target(request: pytest.FixtureRequest, stack_ports: Ports) -> str:
+    port = stack_ports.grpc if request.param == "server" else stack_ports.envoy
     return f"{LOOPBACK}:{port}"
 
 

@@ -159,12 +159,12 @@ def check(reply: Reply, expected_result: str | None, method: str = "GET") -> Non
 
 
 @pytest.mark.parametrize(("request_bytes", "expected_result"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
-def test_hostile_request(stack: Ports, request_bytes: bytes, expected_result: str | None) -> None:
-    check(raw_http(stack.rest, request_bytes), expected_result)
+def test_hostile_request(stack_ports: Ports, request_bytes: bytes, expected_result: str | None) -> None:
+    check(raw_http(stack_ports.envoy, request_bytes), expected_result)
 
 
-def test_head_request_is_a_4xx_without_a_body(stack: Ports) -> None:
-    check(raw_http(stack.rest, http_request_bytes("HEAD", "/gcd/12/18")), None, method="HEAD")
+def test_head_request_is_a_4xx_without_a_body(stack_ports: Ports) -> None:
+    check(raw_http(stack_ports.envoy, http_request_bytes("HEAD", "/gcd/12/18")), None, method="HEAD")
 
 
 operands = st.one_of(
@@ -184,8 +184,8 @@ def expected_gcd(a: str, b: str) -> str | None:
 
 @settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(a=operands, b=operands)
-def test_any_path_segments(stack: Ports, a: str, b: str) -> None:
+def test_any_path_segments(stack_ports: Ports, a: str, b: str) -> None:
     target = f"/gcd/{quote(a, safe='')}/{quote(b, safe='')}"
-    reply = raw_http(stack.rest, get(target))
+    reply = raw_http(stack_ports.envoy, get(target))
     decoded = unquote(target.split("/")[2]), unquote(target.split("/")[3])
     check(reply, expected_gcd(*decoded))

@@ -90,11 +90,12 @@ class Buildah:
 
 
 @pytest.fixture(scope="module")
-def debian_root(pytestconfig: pytest.Config) -> Path:
-    """A Debian 12 minbase with Python and pip, made once and kept in pytest's cache."""
+def debian_root(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Debian 12 minbase with Python and pip, made once and kept in pytest's cache (where the
+    cache is on)."""
+    name = "debootstrap-bookworm-python"
     cache = pytestconfig.cache
-    assert cache is not None
-    rootfs = cache.mkdir("debootstrap-bookworm-python") / "rootfs"
+    rootfs = (cache.mkdir(name) if cache else tmp_path_factory.mktemp(name)) / "rootfs"
     if not rootfs.exists():
         making = rootfs.with_name("rootfs.partial")
         shutil.rmtree(making, ignore_errors=True)

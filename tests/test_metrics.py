@@ -34,16 +34,16 @@ def handled(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], method
     return samples.get(("grpc_server_handled_total", frozenset(labels.items())), 0.0)
 
 
-def test_server_counts_rpcs_by_method_and_code(stack: Ports) -> None:
-    before = scrape(stack.server_metrics, "/metrics")
+def test_server_counts_rpcs_by_method_and_code(stack_ports: Ports) -> None:
+    before = scrape(stack_ports.metrics, "/metrics")
     for i in range(CALLS):
-        assert http_request(stack.rest, f"/gcd/{i}/12").status == 200
-    with grpc.insecure_channel(f"{LOOPBACK}:{stack.grpc}") as channel:
+        assert http_request(stack_ports.envoy, f"/gcd/{i}/12").status == 200
+    with grpc.insecure_channel(f"{LOOPBACK}:{stack_ports.grpc}") as channel:
         gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=1, b=2), timeout=5)
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE_NAME}/Nope")
         with pytest.raises(grpc.RpcError):
             call(b"", timeout=5)
-    after = scrape(stack.server_metrics, "/metrics")
+    after = scrape(stack_ports.metrics, "/metrics")
 
     assert handled(after, "Compute", "OK") - handled(before, "Compute", "OK") == CALLS + 1
     assert handled(after, "Nope", "UNIMPLEMENTED") - handled(before, "Nope", "UNIMPLEMENTED") == 1
@@ -53,22 +53,24 @@ def test_server_counts_rpcs_by_method_and_code(stack: Ports) -> None:
     assert any(name == "process_resident_memory_bytes" for name, _ in after)
 
 
-def test_envoy_statistics_rise_with_requests(stack: Ports) -> None:
+def test_envoy_statistics_rise_with_requests(stack_ports: Ports) -> None:
     requests = (
         "envoy_http_downstream_rq_total",
         frozenset({("envoy_http_conn_manager_prefix", stat_prefix(packaged_config()))}),
     )
-    before = scrape(stack.metrics, "/stats/prometheus")[requests]
+    before = scrape(stack_ports.envoy_metrics, "/stats/prometheus")[requests]
     for i in range(CALLS):
-        assert http_request(stack.rest, f"/gcd/{i}/18").status == 200
-    assert scrape(stack.metrics, "/stats/prometheus")[requests] - before >= CALLS
+        assert http_request(stack_ports.envoy, f"/gcd/{i}/18").status == 200
+    assert scrape(stack_ports.envoy_metrics, "/stats/prometheus")[requests] - before >= CALLS
 
 
 @pytest.mark.parametrize(
     ("method", "path"), [("GET", "/stats"), ("GET", "/config_dump"), ("POST", "/healthcheck/fail")]
 )
-def test_the_metrics_port_serves_nothing_else_of_the_admin_api(stack: Ports, method: str, path: str) -> None:
+def test_the_metrics_port_serves_nothing_else_of_the_admin_api(stack_ports: Ports, method: str, path: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(urllib.request.Request(f"http://{LOOPBACK}:{stack.metrics}{path}", method=method))
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://{LOOPBACK}:{stack_ports.envoy_metrics}{path}", method=method)
+        )
     assert refused.value.code == 404
-    assert http_request(stack.rest, HEALTH_PATH).status == 200
+    assert http_request(stack_ports.envoy, HEALTH_PATH).status == 200

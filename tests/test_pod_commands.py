@@ -34,7 +34,7 @@ def test_pi_pod_serves_rest_and_its_server_exits_0_on_sigterm(template: PodTempl
     with Pod(template, tmp_path, "pod") as pod:
         pod.start()
         wait_until(pod.is_ready, READMITTED_WITHIN_SECONDS, "pod ready")
-        assert http_request(pod.ports.rest, "/gcd/12/18").json() == {"result": "6"}
+        assert http_request(pod.ports.envoy, "/gcd/12/18").json() == {"result": "6"}
         assert pod.stop_server() == 0
 
 
@@ -44,7 +44,7 @@ def test_a_server_restarted_in_the_pod_makes_it_ready_again(template: PodTemplat
     with Pod(template, tmp_path, "pod") as pod:
         pod.start()
         wait_until(pod.is_ready, READMITTED_WITHIN_SECONDS, "pod ready")
-        client = http.client.HTTPConnection(LOOPBACK, pod.ports.rest, timeout=10)
+        client = http.client.HTTPConnection(LOOPBACK, pod.ports.envoy, timeout=10)
         assert keep_alive_reply(client).getheader("connection") is None
 
         pod.signal_server()
@@ -56,6 +56,6 @@ def test_a_server_restarted_in_the_pod_makes_it_ready_again(template: PodTemplat
 
         pod.start_server()
         took = wait_until(pod.is_ready, READMITTED_WITHIN_SECONDS, "pod ready again")
-        reply = http_request(pod.ports.rest, "/gcd/12/18")
+        reply = http_request(pod.ports.envoy, "/gcd/12/18")
         assert reply.json() == {"result": "6"} and "connection" not in reply.headers
         assert took < READMITTED_WITHIN_SECONDS

@@ -29,8 +29,8 @@ UINT64_MAX = 2**64 - 1
         ("/gcd/12/18?foo=1", "6"),
     ],
 )
-def test_gcd(stack: Ports, path: str, result: str) -> None:
-    reply = http_request(stack.rest, path)
+def test_gcd(stack_ports: Ports, path: str, result: str) -> None:
+    reply = http_request(stack_ports.envoy, path)
     assert reply.status == 200
     assert_rest_reply(reply)
     assert reply.json() == {"result": result}
@@ -48,8 +48,8 @@ def test_gcd(stack: Ports, path: str, result: str) -> None:
         ("/gcd//18", 3, 'a: invalid value ""'),
     ],
 )
-def test_bad_operand_is_400_naming_the_parameter(stack: Ports, path: str, code: int, message: str) -> None:
-    reply = http_request(stack.rest, path)
+def test_bad_operand_is_400_naming_the_parameter(stack_ports: Ports, path: str, code: int, message: str) -> None:
+    reply = http_request(stack_ports.envoy, path)
     assert reply.status == 400
     assert_rest_reply(reply)
     assert reply.json()["code"] == code
@@ -68,30 +68,30 @@ def test_bad_operand_is_400_naming_the_parameter(stack: Ports, path: str, code: 
         ("DELETE", "/gcd/12/18"),
     ],
 )
-def test_unknown_path_or_method_is_404(stack: Ports, method: str, path: str) -> None:
-    reply = http_request(stack.rest, path, method=method)
+def test_unknown_path_or_method_is_404(stack_ports: Ports, method: str, path: str) -> None:
+    reply = http_request(stack_ports.envoy, path, method=method)
     assert reply.status == 404
     assert_rest_reply(reply)
     assert reply.json() == {"code": 5, "message": f"Could not resolve {path} to a method."}
 
 
-def test_a_body_cannot_replace_the_operands(stack: Ports) -> None:
-    reply = http_request(stack.rest, "/gcd/12/18", headers={"content-type": "application/json"}, body=b'{"a":5}')
+def test_a_body_cannot_replace_the_operands(stack_ports: Ports) -> None:
+    reply = http_request(stack_ports.envoy, "/gcd/12/18", headers={"content-type": "application/json"}, body=b'{"a":5}')
     assert reply.status == 400
     assert_rest_reply(reply)
     assert reply.json()["code"] == 3
     assert "conflicting" in reply.json()["message"]
 
 
-def test_a_body_that_is_not_json_is_400(stack: Ports) -> None:
-    reply = http_request(stack.rest, "/gcd/12/18", body=b"hello")
+def test_a_body_that_is_not_json_is_400(stack_ports: Ports) -> None:
+    reply = http_request(stack_ports.envoy, "/gcd/12/18", body=b"hello")
     assert reply.status == 400
     assert_rest_reply(reply)
     assert reply.json()["code"] == 3
 
 
-def test_an_oversized_body_is_refused(stack: Ports) -> None:
-    reply = http_request(stack.rest, "/gcd/12/18", body=b" " * 100_000)
+def test_an_oversized_body_is_refused(stack_ports: Ports) -> None:
+    reply = http_request(stack_ports.envoy, "/gcd/12/18", body=b" " * 100_000)
     assert 400 <= reply.status < 500
     assert_rest_reply(reply)
     assert reply.json()["code"] == 3
@@ -102,25 +102,25 @@ def test_an_oversized_body_is_refused(stack: Ports) -> None:
     [{"x-big": "v" * 70_000}, {f"x-header-{i}": "v" for i in range(300)}],
     ids=["one-70kB-header", "300-headers"],
 )
-def test_oversized_headers_are_431(stack: Ports, headers: dict[str, str]) -> None:
-    reply = http_request(stack.rest, "/gcd/12/18", headers=headers)
+def test_oversized_headers_are_431(stack_ports: Ports, headers: dict[str, str]) -> None:
+    reply = http_request(stack_ports.envoy, "/gcd/12/18", headers=headers)
     assert reply.status == 431
     assert_rest_reply(reply)
     assert reply.json()["code"] == 3
 
 
-def test_a_70_kb_url_is_431(stack: Ports) -> None:
-    reply = http_request(stack.rest, "/gcd/12/" + "1" * 70_000)
+def test_a_70_kb_url_is_431(stack_ports: Ports) -> None:
+    reply = http_request(stack_ports.envoy, "/gcd/12/" + "1" * 70_000)
     assert reply.status == 431
     assert_rest_reply(reply)
 
 
-def test_health_path_is_200_while_the_server_serves(stack: Ports) -> None:
-    assert http_request(stack.rest, HEALTH_PATH).status == 200
+def test_health_path_is_200_while_the_server_serves(stack_ports: Ports) -> None:
+    assert http_request(stack_ports.envoy, HEALTH_PATH).status == 200
 
 
-def test_envoy_serves_the_generated_openapi_document(stack: Ports) -> None:
-    reply = http_request(stack.rest, "/openapi.json")
+def test_envoy_serves_the_generated_openapi_document(stack_ports: Ports) -> None:
+    reply = http_request(stack_ports.envoy, "/openapi.json")
     assert reply.status == 200
     assert reply.headers["content-type"] == "application/json"
     assert reply.json() == json.loads(openapi_path().read_text())

@@ -128,7 +128,7 @@ def test_a_rolling_update_of_every_replica_fails_no_request(tmp_path: Path) -> N
 
         old_pods = [ready_pod() for _ in range(template.replicas)]
         ready = list(old_pods)
-        service.set_endpoints([pod.ports.rest for pod in ready], at_once=True)
+        service.set_endpoints([pod.ports.envoy for pod in ready], at_once=True)
         exit_codes: dict[str, int] = {}
         deletions = []
         started = time.monotonic()
@@ -136,9 +136,9 @@ def test_a_rolling_update_of_every_replica_fails_no_request(tmp_path: Path) -> N
             wait_until(lambda: outcomes["REST right"] > 0 and outcomes["gRPC right"] > 0, 10, "load flowing")
             for old in old_pods:
                 ready.append(ready_pod())
-                service.set_endpoints([pod.ports.rest for pod in ready])
+                service.set_endpoints([pod.ports.envoy for pod in ready])
                 ready.remove(old)
-                service.set_endpoints([pod.ports.rest for pod in ready])
+                service.set_endpoints([pod.ports.envoy for pod in ready])
                 deletion = threading.Thread(target=delete, args=(old, exit_codes))
                 deletion.start()
                 deletions.append(deletion)
@@ -161,4 +161,4 @@ def test_a_rolling_update_of_every_replica_fails_no_request(tmp_path: Path) -> N
     assert not failed, failed
     assert exit_codes == {pod.name: 0 for pod in old_pods}
     assert outcomes["REST right"] > 0 and outcomes["gRPC right"] > 0
-    assert all(service.connections.get(pod.ports.rest) for pod in ready), "clients must have moved to every new pod"
+    assert all(service.connections.get(pod.ports.envoy) for pod in ready), "clients must have moved to every new pod"

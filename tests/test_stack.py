@@ -29,7 +29,7 @@ from processes import (
 def test_help_explains_each_flag() -> None:
     result = subprocess.run([str(SCRIPTS / "gcd-stack"), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for text in ("--grpc-port", "--rest-port", "--admin-port", "--metrics-port", "--server-metrics-port"):
+    for text in ("--grpc-port", "--envoy-port", "--envoy-admin-port", "--envoy-metrics-port", "--metrics-port"):
         assert text in result.stdout
     for text in ("default: 3000", "default: 8080", "default: 9901", "default: 9102", "default: 9103"):
         assert text in result.stdout
@@ -37,18 +37,18 @@ def test_help_explains_each_flag() -> None:
 
 def test_the_same_port_twice_is_refused() -> None:
     port = str(free_port())
-    command = [str(SCRIPTS / "gcd-stack"), "--grpc-port", port, "--rest-port", port]
+    command = [str(SCRIPTS / "gcd-stack"), "--grpc-port", port, "--envoy-port", port]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert "must all be different ports" in result.stderr
+    assert "must all be different" in result.stderr
 
 
-def test_a_busy_port_is_reported_and_nothing_is_left_running(stack: Ports) -> None:
-    ports = dataclasses.replace(free_ports(), rest=stack.rest)
+def test_a_busy_port_is_reported_and_nothing_is_left_running(stack_ports: Ports) -> None:
+    ports = dataclasses.replace(free_ports(), envoy=stack_ports.envoy)
     result = subprocess.run(stack_command(ports), capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
-    assert f"port(s) {stack.rest} already in use" in result.stderr
-    assert not port_is_free(stack.rest)
+    assert f"port(s) {stack_ports.envoy} already in use" in result.stderr
+    assert not port_is_free(stack_ports.envoy)
     assert port_is_free(ports.grpc), "no server may be left behind"
 
 
@@ -56,7 +56,7 @@ def test_ready_banner_gives_the_urls(own_stack: tuple[Ports, subprocess.Popen[st
     ports, _ = own_stack
     wait_until(lambda: "Ctrl-C" in (tmp_path / "stack.out").read_text(), 5, "banner")
     banner = (tmp_path / "stack.out").read_text()
-    assert f"curl http://127.0.0.1:{ports.rest}/gcd/12/18" in banner
+    assert f"curl http://127.0.0.1:{ports.envoy}/gcd/12/18" in banner
     assert f"grpcurl -plaintext 127.0.0.1:{ports.grpc} list" in banner
     assert health_url(ports) in banner
 
@@ -71,7 +71,7 @@ def test_a_signal_stops_everything_and_frees_every_port(
     stack.send_signal(signum)
     assert stack.wait(20) == 0
     assert not any(is_alive(pid) for pid in started)
-    assert all(port_is_free(port) for port in (ports.grpc, ports.rest, ports.admin))
+    assert all(port_is_free(port) for port in (ports.grpc, ports.envoy, ports.envoy_admin))
     assert messages(tmp_path / "stack.err")[-1] == "stopped"
 
 
@@ -82,15 +82,15 @@ def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Pop
     stack.kill()
     stack.wait(5)
     wait_until(lambda: not any(is_alive(pid) for pid in started), 15, "children exit")
-    assert all(port_is_free(port) for port in (ports.grpc, ports.rest, ports.admin))
+    assert all(port_is_free(port) for port in (ports.grpc, ports.envoy, ports.envoy_admin))
 
 
 def test_envoy_writes_one_json_access_log_line_per_request(
     own_stack: tuple[Ports, subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     ports, _ = own_stack
-    assert http_request(ports.rest, "/gcd/123456/7890?ignored=1").status == 200
-    assert http_request(ports.rest, "/gcd/123456/oops").status == 400
+    assert http_request(ports.envoy, "/gcd/123456/7890?ignored=1").status == 200
+    assert http_request(ports.envoy, "/gcd/123456/oops").status == 400
 
     def logged() -> list[dict[str, object]]:
         return [r for r in json_lines(tmp_path / "stack.out") if str(r.get("path", "")).startswith("/gcd/123456/")]
@@ -112,5 +112,5 @@ def test_a_server_stopped_by_sigterm_is_restarted_and_envoy_readmits_it(
     wait_until(lambda: not is_alive(stopped), 15, "the server to drain and exit")
     # The restart waits 0.5 s, and Envoy health-checks the server every 2 s.
     wait_until(lambda: url_answers_ok(health_url(ports)), 10, "Envoy ready again")
-    assert http_request(ports.rest, "/gcd/12/18").json() == {"result": "6"}
+    assert http_request(ports.envoy, "/gcd/12/18").json() == {"result": "6"}
     assert server_pid(stack) != stopped and stack.poll() is None

@@ -16,13 +16,13 @@ from processes import HEALTH_PATH, envoy_alone, forwarding_routes, free_ports, l
 def test_server_down_is_a_fast_json_503_with_code_14(tmp_path: Path) -> None:
     ports = free_ports()
     with envoy_alone(local_envoy_config(ports), ports, tmp_path):
-        reply = http_request(ports.rest, "/gcd/12/18")
+        reply = http_request(ports.envoy, "/gcd/12/18")
         assert reply.status == 503
         assert_rest_reply(reply)
         assert reply.json()["code"] == 14
         assert "upstream connect error" in reply.json()["message"]
 
-        health = http_request(ports.rest, HEALTH_PATH)
+        health = http_request(ports.envoy, HEALTH_PATH)
         assert health.status == 503
         assert health.json()["code"] == 14
 
@@ -37,7 +37,7 @@ def test_a_server_that_never_answers_is_a_json_504_with_code_4(tmp_path: Path) -
         # Connections complete in the kernel's backlog and are never read from.
         silent_server.bind((LOOPBACK, ports.grpc))
         silent_server.listen()
-        reply = http_request(ports.rest, "/gcd/12/18")
+        reply = http_request(ports.envoy, "/gcd/12/18")
     assert reply.status == 504
     assert_rest_reply(reply)
     assert reply.json() == {"code": 4, "message": "upstream request timeout"}
@@ -47,7 +47,7 @@ def test_grpc_clients_get_envoy_errors_as_plain_grpc_status(tmp_path: Path) -> N
     ports = free_ports()
     with (
         envoy_alone(local_envoy_config(ports), ports, tmp_path),
-        grpc.insecure_channel(f"{LOOPBACK}:{ports.rest}") as channel,
+        grpc.insecure_channel(f"{LOOPBACK}:{ports.envoy}") as channel,
         pytest.raises(grpc.RpcError) as error,
     ):
         gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=1, b=2), timeout=5)

@@ -30,38 +30,38 @@ def parse_ports(argv: Sequence[str] | None = None) -> Ports:
         f"{LOOPBACK}, with the same Envoy config as the pod. Restarts the server if it dies; "
         "Ctrl-C or SIGTERM stops both.",
     )
-    flags = {
-        "--grpc-port": (defaults.grpc, "gcd-server's gRPC port"),
-        "--rest-port": (defaults.rest, "Envoy's port for REST and gRPC"),
-        "--admin-port": (defaults.admin, "Envoy's admin port"),
-        "--metrics-port": (defaults.metrics, "Envoy's Prometheus statistics"),
-        "--server-metrics-port": (defaults.server_metrics, "gcd-server's Prometheus metrics"),
+    # One flag per field of Ports, named after it: --grpc-port and --metrics-port mean what they
+    # mean to gcd-server; Envoy's ports say so.
+    meanings = {
+        "envoy": "Envoy's port for REST and gRPC",
+        "envoy_admin": "Envoy's admin port",
+        "grpc": "gcd-server's gRPC port",
+        "envoy_metrics": "Envoy's Prometheus statistics",
+        "metrics": "gcd-server's Prometheus metrics",
     }
-    for flag, (default, text) in flags.items():
-        parser.add_argument(flag, type=port_number, default=default, help=f"{text} (default: %(default)s)")
-    args = parser.parse_args(argv)
-    ports = Ports(
-        rest=args.rest_port,
-        admin=args.admin_port,
-        grpc=args.grpc_port,
-        metrics=args.metrics_port,
-        server_metrics=args.server_metrics_port,
-    )
-    if len(set(dataclasses.astuple(ports))) < len(flags):
-        parser.error(f"{', '.join(flags)} must all be different ports")
+    for field in dataclasses.fields(Ports):
+        flag = f"--{field.name.replace('_', '-')}-port"
+        default = getattr(defaults, field.name)
+        parser.add_argument(
+            flag, type=port_number, default=default, help=f"{meanings[field.name]} (default: %(default)s)"
+        )
+    args = vars(parser.parse_args(argv))
+    ports = Ports(**{field.name: args[f"{field.name}_port"] for field in dataclasses.fields(Ports)})
+    if len(set(dataclasses.astuple(ports))) < len(meanings):
+        parser.error("the five ports must all be different")
     return ports
 
 
 def _print_ready(ports: Ports, health_url: str) -> None:
     print(
         "gcd-stack ready\n"
-        f"  REST:          curl http://{LOOPBACK}:{ports.rest}/gcd/12/18\n"
+        f"  REST:          curl http://{LOOPBACK}:{ports.envoy}/gcd/12/18\n"
         f"  gRPC:          grpcurl -plaintext {LOOPBACK}:{ports.grpc} list\n"
-        f"  gRPC by Envoy: grpcurl -plaintext {LOOPBACK}:{ports.rest} list\n"
+        f"  gRPC by Envoy: grpcurl -plaintext {LOOPBACK}:{ports.envoy} list\n"
         f"  health:        {health_url}\n"
-        f"  metrics:       http://{LOOPBACK}:{ports.metrics}/stats/prometheus (Envoy), "
-        f"http://{LOOPBACK}:{ports.server_metrics}/metrics (gcd-server)\n"
-        f"  Envoy admin:   http://{LOOPBACK}:{ports.admin}/\n"
+        f"  metrics:       http://{LOOPBACK}:{ports.envoy_metrics}/stats/prometheus (Envoy), "
+        f"http://{LOOPBACK}:{ports.metrics}/metrics (gcd-server)\n"
+        f"  Envoy admin:   http://{LOOPBACK}:{ports.envoy_admin}/\n"
         "Ctrl-C stops both.",
         flush=True,
     )

@@ -29,11 +29,13 @@ Config = dict[str, Any]
 
 @dataclass(frozen=True)
 class Ports:
-    rest: int
-    admin: int
-    grpc: int
-    metrics: int  # Envoy's statistics for Prometheus
-    server_metrics: int
+    """The ports of one stack or pod, named for whose they are: the server's, or Envoy's."""
+
+    envoy: int  # REST and gRPC, through Envoy
+    envoy_admin: int
+    grpc: int  # gcd-server's gRPC
+    envoy_metrics: int  # Envoy's statistics for Prometheus
+    metrics: int  # gcd-server's metrics for Prometheus
 
 
 def packaged_config() -> Config:
@@ -105,11 +107,11 @@ def health_path(config: Config) -> str:
 def ports_of(config: Config) -> Ports:
     """The ports config names, and the server's default metrics port, which it does not."""
     return Ports(
-        rest=_socket_address(_listener(config))["port_value"],
-        admin=_socket_address(config["admin"])["port_value"],
+        envoy=_socket_address(_listener(config))["port_value"],
+        envoy_admin=_socket_address(config["admin"])["port_value"],
         grpc=_upstream(config)["port_value"],
-        metrics=_socket_address(_listener(config, METRICS_LISTENER))["port_value"],
-        server_metrics=DEFAULT_METRICS_PORT,
+        envoy_metrics=_socket_address(_listener(config, METRICS_LISTENER))["port_value"],
+        metrics=DEFAULT_METRICS_PORT,
     )
 
 
@@ -118,11 +120,11 @@ def local_config(config: Config, ports: Ports) -> Config:
     were installed with the package."""
     local = copy.deepcopy(config)
     for address, port in (
-        (_socket_address(_listener(local)), ports.rest),
-        (_socket_address(local["admin"]), ports.admin),
+        (_socket_address(_listener(local)), ports.envoy),
+        (_socket_address(local["admin"]), ports.envoy_admin),
         (_upstream(local), ports.grpc),
-        (_socket_address(_listener(local, METRICS_LISTENER)), ports.metrics),
-        (_upstream(local, ADMIN_CLUSTER), ports.admin),
+        (_socket_address(_listener(local, METRICS_LISTENER)), ports.envoy_metrics),
+        (_upstream(local, ADMIN_CLUSTER), ports.envoy_admin),
     ):
         address["address"] = LOOPBACK
         address["port_value"] = port

@@ -142,11 +142,11 @@ def stop_process(process: "subprocess.Popen[Any] | None", timeout: float) -> Non
 
 
 class Stack:
-    """gcd-server on ports.grpc and Envoy on ports.rest, both on loopback."""
+    """gcd-server on ports.grpc and Envoy on ports.envoy, both on loopback."""
 
     def __init__(self, ports: Ports, workdir: Path) -> None:
         self.ports = ports
-        self.health_url = f"http://{LOOPBACK}:{ports.rest}{health_path(packaged_config())}"
+        self.health_url = f"http://{LOOPBACK}:{ports.envoy}{health_path(packaged_config())}"
         self._envoy_config = workdir / "envoy.yaml"
         self._server_grace = parse_settings([]).grace_seconds
         self._server: subprocess.Popen[bytes] | None = None
@@ -164,9 +164,16 @@ class Stack:
         _wait_until(lambda: url_answers_ok(self.health_url), self._envoy, "Envoy")
 
     def _start_server(self) -> subprocess.Popen[bytes]:
-        address = ("--host", LOOPBACK, "--port", str(self.ports.grpc), "--metrics-port", str(self.ports.server_metrics))
+        address = ("--host", LOOPBACK, "--port", str(self.ports.grpc), "--metrics-port", str(self.ports.metrics))
         return _spawn(
-            [sys.executable, "-m", "gcd_server", *address, "--envoy-admin", f"http://{LOOPBACK}:{self.ports.admin}"]
+            [
+                sys.executable,
+                "-m",
+                "gcd_server",
+                *address,
+                "--envoy-admin",
+                f"http://{LOOPBACK}:{self.ports.envoy_admin}",
+            ]
         )
 
     def supervise(self, stop_requested: threading.Event) -> None:
