@@ -15,6 +15,7 @@ Clients are not told of any of it: they keep their connections until Envoy close
 import contextlib
 import http.client
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -27,11 +28,12 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_stack.envoy_config import LOOPBACK
+from gcd_stack.stack import ENVOY_DRAIN_SECONDS
 
 from deployment import KUBECTL, find, render
 from figures import record_figure
 from pods import Pod, PodTemplate
-from processes import wait_until
+from processes import messages, wait_until
 from service_proxy import ServiceProxy
 
 pytestmark = [
@@ -107,6 +109,16 @@ def steady_load(port: int) -> Iterator[Counter[str]]:
             thread.join(15)
 
 
+def drain_record(server_log: Path) -> str:
+    """How long a server's drain of its Envoy took, as its log says, if it ended with no client
+    connection left."""
+    (line,) = [message for message in messages(server_log) if message.startswith("Envoy drained after")]
+    found = re.fullmatch(r"Envoy drained after ([\d.]+)s, (\S+) client connection\(s\) left", line)
+    assert found is not None and found[2] == "0", line
+    seconds: str = found[1]
+    return seconds
+
+
 def delete(pod: Pod, exit_codes: dict[str, int]) -> None:
     exit_codes[pod.name] = pod.terminate()
 
@@ -159,6 +171,10 @@ def test_a_rolling_update_of_every_replica_fails_no_request(tmp_path: Path) -> N
         f"{outcomes['REST right']} / {outcomes['gRPC right']}, {rollout_seconds:.1f}",
     )
     assert not failed, failed
+    # Each old server stopped because its Envoy's clients had all gone, not because time ran out.
+    drains = [drain_record(tmp_path / f"{pod.name}-server-1.err") for pod in old_pods]
+    record_figure("rolling update: each old pod's drain took (s), all clients gone", " / ".join(drains))
+    assert all(float(seconds) < ENVOY_DRAIN_SECONDS for seconds in drains), drains
     assert exit_codes == {pod.name: 0 for pod in old_pods}
     assert outcomes["REST right"] > 0 and outcomes["gRPC right"] > 0
     assert all(service.connections.get(pod.ports.envoy) for pod in ready), "clients must have moved to every new pod"

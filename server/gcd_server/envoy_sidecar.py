@@ -7,7 +7,8 @@ its health checks. While failed, Envoy answers its health path 503 and closes ea
 connection as it sends that connection's next response (Connection: close on HTTP/1.1, GOAWAY on
 HTTP/2: DrainManagerImpl::drainClose in envoyproxy/envoy source/server/drain_manager_impl.cc),
 so every client takes its next request elsewhere. A connection that sends nothing is closed by
-Envoy's idle timeout instead (envoy/envoy.yaml), which is shorter than Envoy's --drain-time-s.
+Envoy's idle timeout instead (envoy/envoy.yaml: 10 s, then its 2 s drain_timeout), well within
+Envoy's --drain-time-s.
 The server keeps serving until Envoy has no client connection left, or --drain-time-s is over,
 and only then refuses new RPCs.
 
@@ -34,9 +35,9 @@ _READMIT_FIRST_RETRY_SECONDS = 1.0
 _READMIT_MAX_RETRY_SECONDS = 10.0
 
 
-def _admin(url: str, method: str = "GET") -> bytes:
+def _admin(url: str, method: str = "GET", timeout: float = _ADMIN_TIMEOUT_SECONDS) -> bytes:
     request = urllib.request.Request(url, method=method)
-    with urllib.request.urlopen(request, timeout=_ADMIN_TIMEOUT_SECONDS) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         body: bytes = response.read()
     return body
 
@@ -47,10 +48,11 @@ def _drain_seconds(admin_url: str) -> float:
     return float(options["drain_time"].removesuffix("s"))
 
 
-def _client_connections(admin_url: str) -> int | None:
-    """Envoy's open client connections, or None if Envoy does not say."""
+def _client_connections(admin_url: str, timeout: float) -> int | None:
+    """Envoy's open client connections, or None if Envoy does not say within timeout seconds."""
     try:
-        text = _admin(f"{admin_url}/stats?filter=^{CLIENT_CONNECTIONS_STAT.replace('.', '[.]')}$").decode()
+        url = f"{admin_url}/stats?filter=^{CLIENT_CONNECTIONS_STAT.replace('.', '[.]')}$"
+        text = _admin(url, timeout=timeout).decode()
         name, _, value = text.strip().partition(": ")
         return int(value) if name == CLIENT_CONNECTIONS_STAT else None
     except (OSError, ValueError):
@@ -95,7 +97,8 @@ class EnvoySidecar:
 
     def drain(self) -> None:
         """Fails Envoy's health checks, then returns once Envoy's clients have all gone, or once
-        its --drain-time-s is over."""
+        its --drain-time-s is over, counted from this call (the pod's shutdown budget)."""
+        started = time.monotonic()
         with self._lock:
             self._draining = True
         try:
@@ -106,7 +109,10 @@ class EnvoySidecar:
             log.warning("could not drain Envoy at %s: %s", self.admin_url, error)
             return
         log.info("Envoy at %s draining; serving up to %.1fs more while its clients move away", self.admin_url, limit)
-        started = time.monotonic()
-        while (left := _client_connections(self.admin_url)) != 0 and time.monotonic() - started < limit:
+        left = None
+        while (remaining := limit - (time.monotonic() - started)) > 0:
+            left = _client_connections(self.admin_url, timeout=min(_ADMIN_TIMEOUT_SECONDS, remaining))
+            if left == 0:
+                break
             time.sleep(_POLL_SECONDS)
         log.info("Envoy drained after %.1fs, %s client connection(s) left", time.monotonic() - started, left)
