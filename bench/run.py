@@ -23,10 +23,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,15 +34,20 @@ import yaml
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
-from gcd_stack.envoy_config import LOOPBACK, Ports, health_path, packaged_config
-from gcd_stack.stack import (
-    distinct_free_ports,
+from gcd_stack.envoy_config import LOOPBACK, Ports, write_local_config
+from gcd_stack.processes import (
     envoy_command,
+    health_url,
+    running,
+    server_command,
     server_is_serving,
-    stop_process,
     url_answers_ok,
-    write_local_envoy_config,
+    wait_until_ready,
 )
+from gcd_testing.grpc_frame import grpc_frame
+from gcd_testing.ports import distinct_free_ports
+from gcd_testing.proc import cpu_seconds, memory_mib
+from gcd_testing.stats import percentile
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -58,7 +62,6 @@ REQUEST_FILE = "request.bin"
 # Response bodies: gRPC's 5-byte prefix and ComputeResponse(result=6); the REST JSON.
 GRPC_BODY_BYTES = 5 + len(gcd_pb2.ComputeResponse(result=6).SerializeToString())
 REST_BODY = b'{"result":"6"}'
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -81,66 +84,37 @@ class Run:
         return self.requests / self.seconds
 
     def latency_ms(self, fraction: float) -> float:
-        ordered = sorted(self.latencies_us)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1000
+        return percentile(self.latencies_us, fraction) / 1000
 
     def cpu_us_per_request(self, process: str) -> float:
         return self.cpu_seconds[process] * 1e6 / self.requests
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def memory_mib(pid: int) -> tuple[float, float]:
-    """Peak resident memory, and the anonymous part of what is resident now. The rest is pages
-    of the program's files (Envoy's 100 MB binary, Python's libraries): shared, reclaimable,
-    and more or fewer of them resident from one run to the next."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return int(status["VmHWM"].split()[0]) / 1024, int(status["RssAnon"].split()[0]) / 1024
 
 
 def pinned(cpu: str, command: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *command]
 
 
-def wait_for(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, timeout: float = 20) -> float:
-    started = time.monotonic()
-    while not ready():
-        if process.poll() is not None or time.monotonic() - started > timeout:
-            raise RuntimeError(f"{what} did not start")
-        time.sleep(0.005)
-    return time.monotonic() - started
+# Start-up is timed to 5 ms.
+START_POLL_SECONDS = 0.005
 
 
-@contextmanager
-def started(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        stop_process(process, timeout=15)
-
-
-def server_command(port: int, metrics_port: int) -> list[str]:
+def pinned_server(port: int, metrics_port: int) -> list[str]:
     """gcd-server on CPU_SERVER; metrics_port 0 turns its metrics (and their counting) off."""
-    address = ["--host", LOOPBACK, "--port", str(port), "--metrics-port", str(metrics_port)]
-    return pinned(CPU_SERVER, [sys.executable, "-m", "gcd_server", *address])
+    return pinned(CPU_SERVER, server_command(port, metrics_port))
 
 
 def server_start_seconds(workdir: Path) -> float:
     """Spawn to SERVING, for a server started on its own core."""
     port, metrics_port = distinct_free_ports(2)
-    with started(server_command(port, metrics_port), workdir / "server-start.log") as process:
-        return wait_for(lambda: server_is_serving(port), process, "gcd-server")
+    with running(pinned_server(port, metrics_port), workdir / "server-start.log") as process:
+        return wait_until_ready(lambda: server_is_serving(port), process, "gcd-server", poll_seconds=START_POLL_SECONDS)
 
 
 def pod_envoy_concurrency() -> str:
-    """--concurrency as the pi overlay runs Envoy: the benchmark measures that Envoy."""
-    patch = yaml.safe_load((REPO / "kustomize" / "pi" / "deployment-pi.yaml").read_text())
-    (envoy,) = patch["spec"]["template"]["spec"]["initContainers"]
+    """--concurrency as the pods run Envoy (the base's args; no overlay changes them): the
+    benchmark measures that Envoy."""
+    deployment = yaml.safe_load((REPO / "kustomize" / "base" / "deployment.yaml").read_text())
+    (envoy,) = deployment["spec"]["template"]["spec"]["initContainers"]
     args: list[str] = envoy["args"]
     return args[args.index("--concurrency") + 1]
 
@@ -213,9 +187,9 @@ def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) ->
     *stack_ports, gateway_port = distinct_free_ports(len(dataclasses.fields(Ports)) + 1)
     ports = Ports(*stack_ports)
     envoy_config = workdir / "envoy.yaml"
-    write_local_envoy_config(envoy_config, ports)
+    write_local_config(envoy_config, ports)
     payload = REQUEST.SerializeToString()
-    (workdir / REQUEST_FILE).write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+    (workdir / REQUEST_FILE).write_bytes(grpc_frame(payload))
     concurrency = pod_envoy_concurrency()
     arms = [
         Arm("grpc-direct", True, ports.grpc, None),
@@ -228,16 +202,15 @@ def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) ->
     wrk: dict[str, list[float]] = {arm.name: [] for arm in arms if not arm.grpc}
     with ExitStack() as stack:
         metrics_port = ports.metrics if server_metrics else 0
-        server = stack.enter_context(started(server_command(ports.grpc, metrics_port), workdir / "server.log"))
-        wait_for(lambda: server_is_serving(ports.grpc), server, "gcd-server")
+        server = stack.enter_context(running(pinned_server(ports.grpc, metrics_port), workdir / "server.log"))
+        wait_until_ready(lambda: server_is_serving(ports.grpc), server, "gcd-server")
         envoy_args = [*envoy_command(envoy_config), "--concurrency", concurrency, "--disable-hot-restart"]
-        envoy = stack.enter_context(started(pinned(CPU_REST, envoy_args), workdir / "envoy.log"))
-        envoy_health = f"http://{LOOPBACK}:{ports.envoy}{health_path(packaged_config())}"
-        wait_for(lambda: url_answers_ok(envoy_health), envoy, "Envoy")
+        envoy = stack.enter_context(running(pinned(CPU_REST, envoy_args), workdir / "envoy.log"))
+        wait_until_ready(lambda: url_answers_ok(health_url(ports)), envoy, "Envoy")
         gateway_args = [sys.executable, str(BENCH / "gateway.py"), "--port", str(gateway_port)]
         gateway_args += ["--upstream", f"{LOOPBACK}:{ports.grpc}"]
-        gateway = stack.enter_context(started(pinned(CPU_REST, gateway_args), workdir / "gateway.log"))
-        wait_for(lambda: url_answers_ok(f"http://{LOOPBACK}:{gateway_port}{REST_PATH}"), gateway, "gateway")
+        gateway = stack.enter_context(running(pinned(CPU_REST, gateway_args), workdir / "gateway.log"))
+        wait_until_ready(lambda: url_answers_ok(f"http://{LOOPBACK}:{gateway_port}{REST_PATH}"), gateway, "gateway")
         pids = {"server": server.pid, "envoy": envoy.pid, "gateway": gateway.pid}
 
         for arm in arms:

@@ -5,36 +5,33 @@ from pathlib import Path
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import free_port, server_is_serving
 
 from figures import FIGURES
-from processes import running, running_stack, server_command, wait_for_start
+from processes import running_server, running_stack
 
 
 @pytest.fixture
 def server_port(tmp_path: Path) -> Iterator[int]:
     """A gcd-server of its own, on a free loopback port, serving."""
-    port = free_port()
-    with running(server_command(port), tmp_path, "server") as process:
-        wait_for_start(process, lambda: server_is_serving(port), tmp_path, "server")
+    with running_server(tmp_path) as (port, _):
         yield port
 
 
 @pytest.fixture(scope="session")
-def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
+def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
     """One gcd-stack (server and Envoy) shared by the tests that only send it requests."""
     with running_stack(tmp_path_factory.mktemp("stack")) as started:
         yield started
 
 
 @pytest.fixture(scope="session")
-def stack_ports(stack_process: tuple[Ports, subprocess.Popen[str]]) -> Ports:
+def stack_ports(stack_process: tuple[Ports, subprocess.Popen[bytes]]) -> Ports:
     """The ports of the shared gcd-stack."""
     return stack_process[0]
 
 
 @pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
+def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
     """A gcd-stack of its own, which a test may break or stop; logs in tmp_path/stack.*."""
     with running_stack(tmp_path) as started:
         yield started

@@ -16,11 +16,12 @@ from types import TracebackType
 
 import envoy
 
-from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.stack import server_is_serving, url_answers_ok, write_local_envoy_config
+from gcd_stack.envoy_config import LOOPBACK, write_local_config
+from gcd_stack.processes import server_is_serving, url_answers_ok
+from gcd_testing.ports import free_ports
 
 from deployment import Manifest, container, dockerfile_stages, find
-from processes import SCRIPTS, free_ports, running, wait_for_start
+from processes import SCRIPTS, running, wait_for_start
 
 SERVER_EXIT_TIMEOUT_SECONDS = 20.0
 
@@ -63,7 +64,7 @@ class Pod:
         self.name = name
         self._log_dir = log_dir
         self._held = contextlib.ExitStack()
-        self._server: subprocess.Popen[str] | None = None
+        self._server: subprocess.Popen[bytes] | None = None
         self._server_starts = 0
 
     @property
@@ -90,7 +91,7 @@ class Pod:
 
     def envoy_args(self, config: Path) -> list[str]:
         """The sidecar's args, reading envoy/envoy.yaml rendered for this pod's ports at config."""
-        write_local_envoy_config(config, self.ports)
+        write_local_config(config, self.ports)
         args = list(self.template.envoy_args)
         args[args.index("-c") + 1] = str(config)
         return args

@@ -21,6 +21,7 @@ from grpc_health.v1 import health
 
 from gcd_server.app import build_server
 from gcd_server.settings import DEFAULT_MAX_CONCURRENT_RPCS, Settings
+from gcd_stack import processes
 from gcd_stack.envoy_config import (
     LOOPBACK,
     Config,
@@ -30,12 +31,20 @@ from gcd_stack.envoy_config import (
     local_config,
     packaged_config,
 )
-from gcd_stack.stack import distinct_free_ports, envoy_command, free_port, stop_process, url_answers_ok
+from gcd_stack.processes import (
+    StartError,
+    envoy_command,
+    server_command,
+    server_is_serving,
+    url_answers_ok,
+    wait_until_ready,
+)
+from gcd_testing.ports import distinct_free_ports, free_port, free_ports
+from gcd_testing.proc import children
 
 REPO = Path(__file__).resolve().parents[1]
 HEALTH_PATH = health_path(packaged_config())
 SCRIPTS = Path(sysconfig.get_path("scripts"))
-START_TIMEOUT_SECONDS = 20.0
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -51,36 +60,27 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
 @contextmanager
 def running(
     args: list[str], log_dir: Path, name: str, env: Mapping[str, str] | None = None
-) -> Iterator[subprocess.Popen[str]]:
-    """Runs args with stdout and stderr in log files; kills it on the way out if still alive."""
-    with (log_dir / f"{name}.out").open("w") as out, (log_dir / f"{name}.err").open("w") as err:
-        process = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=env)
-        try:
-            yield process
-        finally:
-            stop_process(process, timeout=15)
+) -> Iterator[subprocess.Popen[bytes]]:
+    """args running with its output in log_dir/<name>.out and .err, stopped on the way out."""
+    with processes.running(args, log_dir / f"{name}.out", log_dir / f"{name}.err", env) as process:
+        yield process
 
 
-def wait_for_start(process: subprocess.Popen[str], ready: Callable[[], bool], log_dir: Path, name: str) -> None:
+def wait_for_start(process: subprocess.Popen[bytes], ready: Callable[[], bool], log_dir: Path, name: str) -> None:
     """Waits until ready() holds; fails with the process's stderr if it exits first."""
-
-    def ready_or_exited() -> bool:
-        return process.poll() is not None or ready()
-
-    wait_until(ready_or_exited, START_TIMEOUT_SECONDS, f"{name} start")
-    if process.poll() is not None:
-        raise RuntimeError(f"{name} exited with {process.returncode}: {(log_dir / f'{name}.err').read_text()}")
+    try:
+        wait_until_ready(ready, process, name)
+    except StartError as error:
+        raise StartError(f"{error}: {(log_dir / f'{name}.err').read_text()}") from error
 
 
-def server_command(port: int, *extra: str) -> list[str]:
-    # Of two distinct free ports at least one is not port, which is not bound yet either.
-    metrics_port = next(free for free in distinct_free_ports(2) if free != port)
-    address = ("--host", LOOPBACK, "--port", str(port), "--metrics-port", str(metrics_port))
-    return [str(SCRIPTS / "gcd-server"), *address, *extra]
-
-
-def free_ports() -> Ports:
-    return Ports(*distinct_free_ports(len(dataclasses.fields(Ports))))
+@contextmanager
+def running_server(log_dir: Path, *extra: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A gcd-server of its own on free loopback ports, serving; logs in log_dir/server.*."""
+    port, metrics_port = distinct_free_ports(2)
+    with running(server_command(port, metrics_port, *extra), log_dir, "server") as process:
+        wait_for_start(process, lambda: server_is_serving(port), log_dir, "server")
+        yield port, process
 
 
 def stack_command(ports: Ports) -> list[str]:
@@ -91,12 +91,8 @@ def stack_command(ports: Ports) -> list[str]:
     return [str(SCRIPTS / "gcd-stack"), *(str(item) for flag in flags.items() for item in flag)]
 
 
-def health_url(ports: Ports) -> str:
-    return f"http://{LOOPBACK}:{ports.envoy}{HEALTH_PATH}"
-
-
 @contextmanager
-def running_stack(log_dir: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]]:
+def running_stack(log_dir: Path) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
     """gcd-stack on free ports, once it says it is ready (and so supervises the server); logs in
     log_dir/stack.*."""
     ports = free_ports()
@@ -105,37 +101,10 @@ def running_stack(log_dir: Path) -> Iterator[tuple[Ports, subprocess.Popen[str]]
         yield ports, process
 
 
-def _stat_fields(pid: int) -> list[str]:
-    # The command name in /proc/PID/stat may hold spaces; the fields after its ')' do not.
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-
-
-def children(parent: int) -> dict[int, str]:
-    """Live child processes of parent (Linux /proc): pid -> command line."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        pid = int(stat.parent.name)
-        try:
-            state, ppid = _stat_fields(pid)[:2]
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(ppid) == parent and state != "Z":
-            found[pid] = cmdline
-    return found
-
-
-def server_pid(stack: subprocess.Popen[str]) -> int:
+def server_pid(stack: subprocess.Popen[bytes]) -> int:
     """The gcd-server that a gcd-stack runs now."""
     (pid,) = [pid for pid, command in children(stack.pid).items() if "gcd_server" in command]
     return pid
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        return _stat_fields(pid)[0] != "Z"
-    except OSError:
-        return False
 
 
 def forwarding_routes(config: Config) -> list[Config]:

@@ -21,7 +21,7 @@ from gcd_stack.envoy_config import (
     packaged_config,
     ports_of,
 )
-from gcd_stack.stack import POD_ENVOY_FLAGS
+from gcd_stack.processes import POD_ENVOY_FLAGS
 
 from deployment import (
     DOCKERFILE,

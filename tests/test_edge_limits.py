@@ -15,10 +15,12 @@ import pytest
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
 from gcd_stack.envoy_config import LOOPBACK, Ports, cluster, connection_manager, http_filter, packaged_config
+from gcd_testing.ports import free_ports
+from gcd_testing.stats import percentile
 
 from clients import assert_rest_reply, http_request
-from figures import percentile, record_figure
-from processes import envoy_alone, free_ports, held_call, local_envoy_config
+from figures import record_figure
+from processes import envoy_alone, held_call, local_envoy_config
 
 pytestmark = pytest.mark.faults
 SLOW_CLIENTS = 200

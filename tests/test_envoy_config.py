@@ -19,8 +19,9 @@ from gcd_stack.envoy_config import (
     local_config,
     packaged_config,
     ports_of,
+    write_local_config,
 )
-from gcd_stack.stack import envoy_command, write_local_envoy_config
+from gcd_stack.processes import envoy_command
 
 from processes import REPO, forwarding_routes
 
@@ -32,7 +33,7 @@ def test_installed_config_is_the_repository_file() -> None:
 
 def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None:
     config_path = tmp_path / "envoy.yaml"
-    write_local_envoy_config(
+    write_local_config(
         config_path, Ports(envoy=18080, envoy_admin=19901, grpc=13000, envoy_metrics=19102, metrics=19103)
     )
     command = [*envoy_command(config_path), "--mode", "validate"]

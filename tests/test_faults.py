@@ -20,11 +20,12 @@ from gcd_server.app import build_server, drain
 from gcd_server.servicer import GCDServicer
 from gcd_server.settings import Settings
 from gcd_stack.envoy_config import LOOPBACK, Ports
-from gcd_stack.stack import free_port, server_is_serving
+from gcd_testing.ports import free_port
+from gcd_testing.proc import children, is_alive
 
 from clients import http_request
 from figures import record_figure
-from processes import children, is_alive, json_lines, running, server_command, server_pid, wait_for_start
+from processes import json_lines, running_server, server_pid
 
 pytestmark = pytest.mark.faults
 LOAD_THREADS = 8
@@ -32,7 +33,7 @@ LOAD_SECONDS_BEFORE_SIGNAL = 0.5
 GRACE_SECONDS = 2.0
 
 
-def test_killed_server_gives_fast_json_503s_then_comes_back(own_stack: tuple[Ports, subprocess.Popen[str]]) -> None:
+def test_killed_server_gives_fast_json_503s_then_comes_back(own_stack: tuple[Ports, subprocess.Popen[bytes]]) -> None:
     ports, stack = own_stack
     killed = server_pid(stack)
     os.kill(killed, signal.SIGKILL)
@@ -118,14 +119,14 @@ def stopping_time(log: Path) -> float:
 
 
 def test_sigterm_under_grpc_load_exits_0_and_fails_nothing_before_stopping(tmp_path: Path) -> None:
-    port = free_port()
-    with running(server_command(port, "--grace", str(GRACE_SECONDS)), tmp_path, "server") as server:
-        wait_for_start(server, lambda: server_is_serving(port), tmp_path, "server")
-        with under_load(grpc_load, port) as outcomes:
-            signalled = time.monotonic()
-            server.send_signal(signal.SIGTERM)
-            assert server.wait(GRACE_SECONDS + 5) == 0
-            exited_after = time.monotonic() - signalled
+    with (
+        running_server(tmp_path, "--grace", str(GRACE_SECONDS)) as (port, server),
+        under_load(grpc_load, port) as outcomes,
+    ):
+        signalled = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(GRACE_SECONDS + 5) == 0
+        exited_after = time.monotonic() - signalled
     record_figure("SIGTERM under gRPC load: server exit 0 after (s)", f"{exited_after:.2f}")
     assert outcomes["ok"] > 0 and outcomes.keys() <= {"ok", "UNAVAILABLE", "CANCELLED"}, outcomes
     assert exited_after < GRACE_SECONDS + 1
@@ -152,7 +153,7 @@ def rest_load(port: int, stop: threading.Event, outcomes: Counter[str]) -> None:
 
 
 def test_sigterm_to_the_stack_under_rest_load_fails_nothing_before_the_server_stops(
-    own_stack: tuple[Ports, subprocess.Popen[str]], tmp_path: Path
+    own_stack: tuple[Ports, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     ports, stack = own_stack
     started = children(stack.pid)

@@ -2,7 +2,6 @@
 crashes, and its health stays SERVING."""
 
 import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,20 +14,15 @@ import pytest
 from gcd.v1 import gcd_pb2
 from gcd_server.app import MAX_RECEIVE_MESSAGE_BYTES, SERVICE_NAME
 from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.stack import free_port, server_is_serving
+from gcd_stack.processes import server_is_serving
+from gcd_testing.grpc_frame import grpc_frame
 
 from figures import record_figure
-from processes import running, server_command, wait_for_start
+from processes import running_server
 
 pytestmark = pytest.mark.faults
 COMPUTE = f"/{SERVICE_NAME}/Compute"
 seen = {"cases": 0}
-
-
-def grpc_frame(message: bytes, compressed: bool = False, declared_length: int | None = None) -> bytes:
-    """gRPC's length-prefixed message: a flag byte, a 4-byte big-endian length, the bytes."""
-    length = len(message) if declared_length is None else declared_length
-    return struct.pack(">BI", int(compressed), length) + message
 
 
 def h2_call(port: int, path: str, body: bytes, **extra_headers: str) -> dict[str, str]:
@@ -59,9 +53,7 @@ def h2_call(port: int, path: str, body: bytes, **extra_headers: str) -> dict[str
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """One server for the whole module, so that damage by one case would show in the next."""
     log_dir: Path = tmp_path_factory.mktemp("hostile-grpc")
-    port = free_port()
-    with running(server_command(port), log_dir, "server") as process:
-        wait_for_start(process, lambda: server_is_serving(port), log_dir, "server")
+    with running_server(log_dir) as (port, process):
         yield port
         assert process.poll() is None, "gcd-server died"
         record_figure("hostile gRPC inputs tried", seen["cases"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.stack import url_answers_ok
+from gcd_stack.processes import url_answers_ok
 
 from clients import http_request
 from deployment import KUBECTL, render

@@ -28,7 +28,7 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.stack import ENVOY_DRAIN_SECONDS
+from gcd_stack.processes import ENVOY_DRAIN_SECONDS
 
 from deployment import KUBECTL, find, render
 from figures import record_figure

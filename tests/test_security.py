@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 from gcd_stack.envoy_config import LOOPBACK, Ports
+from gcd_testing.proc import children
 
-from processes import REPO, SCRIPTS, children
+from processes import REPO, SCRIPTS
 
 NOT_SOURCES = [".git", ".tox", ".hypothesis", "build", ".mypy_cache", ".ruff_cache", ".pytest_cache"]
 
@@ -62,7 +63,7 @@ def listening(pid: int) -> set[str]:
 
 
 def test_the_stack_listens_on_loopback_on_its_own_ports_only(
-    stack_process: tuple[Ports, subprocess.Popen[str]],
+    stack_process: tuple[Ports, subprocess.Popen[bytes]],
 ) -> None:
     ports, process = stack_process
     sockets = set().union(*(listening(pid) for pid in children(process.pid)))

@@ -19,9 +19,10 @@ from grpc_reflection.v1alpha import reflection_pb2
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME, VERSION, drain
 from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.stack import free_port, port_is_free, server_is_serving
+from gcd_stack.processes import port_is_free, server_command
+from gcd_testing.ports import free_port
 
-from processes import held_call, json_lines, messages, running, server_command, wait_for_start
+from processes import held_call, json_lines, messages, running_server
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -86,7 +87,7 @@ def test_no_log_line_per_request_at_the_default_level(channel: grpc.Channel, tmp
 
 
 def test_second_server_on_a_busy_port_fails_clearly(server_port: int, tmp_path: Path) -> None:
-    second = subprocess.run(server_command(server_port), capture_output=True, text=True, timeout=20)
+    second = subprocess.run(server_command(server_port, free_port()), capture_output=True, text=True, timeout=20)
     assert second.returncode == 1
     assert f"cannot listen on 127.0.0.1:{server_port}: the port is in use" in second.stderr
     assert "Traceback" not in second.stderr
@@ -94,9 +95,7 @@ def test_second_server_on_a_busy_port_fails_clearly(server_port: int, tmp_path: 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_the_server_with_exit_0_and_frees_the_port(signum: signal.Signals, tmp_path: Path) -> None:
-    port = free_port()
-    with running(server_command(port, "--grace", "2"), tmp_path, "server") as process:
-        wait_for_start(process, lambda: server_is_serving(port), tmp_path, "server")
+    with running_server(tmp_path, "--grace", "2") as (port, process):
         process.send_signal(signum)
         assert process.wait(10) == 0
     said = messages(tmp_path / "server.err")

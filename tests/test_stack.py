@@ -9,21 +9,12 @@ from pathlib import Path
 import pytest
 
 from gcd_stack.envoy_config import Ports
-from gcd_stack.stack import free_port, port_is_free, url_answers_ok
+from gcd_stack.processes import health_url, port_is_free, url_answers_ok
+from gcd_testing.ports import free_port, free_ports
+from gcd_testing.proc import children, is_alive
 
 from clients import http_request
-from processes import (
-    SCRIPTS,
-    children,
-    free_ports,
-    health_url,
-    is_alive,
-    json_lines,
-    messages,
-    server_pid,
-    stack_command,
-    wait_until,
-)
+from processes import SCRIPTS, json_lines, messages, server_pid, stack_command, wait_until
 
 
 def test_help_explains_each_flag() -> None:
@@ -52,7 +43,7 @@ def test_a_busy_port_is_reported_and_nothing_is_left_running(stack_ports: Ports)
     assert port_is_free(ports.grpc), "no server may be left behind"
 
 
-def test_ready_banner_gives_the_urls(own_stack: tuple[Ports, subprocess.Popen[str]], tmp_path: Path) -> None:
+def test_ready_banner_gives_the_urls(own_stack: tuple[Ports, subprocess.Popen[bytes]], tmp_path: Path) -> None:
     ports, _ = own_stack
     wait_until(lambda: "Ctrl-C" in (tmp_path / "stack.out").read_text(), 5, "banner")
     banner = (tmp_path / "stack.out").read_text()
@@ -63,7 +54,7 @@ def test_ready_banner_gives_the_urls(own_stack: tuple[Ports, subprocess.Popen[st
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_everything_and_frees_every_port(
-    own_stack: tuple[Ports, subprocess.Popen[str]], signum: signal.Signals, tmp_path: Path
+    own_stack: tuple[Ports, subprocess.Popen[bytes]], signum: signal.Signals, tmp_path: Path
 ) -> None:
     ports, stack = own_stack
     started = children(stack.pid)
@@ -75,7 +66,7 @@ def test_a_signal_stops_everything_and_frees_every_port(
     assert messages(tmp_path / "stack.err")[-1] == "stopped"
 
 
-def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Popen[str]]) -> None:
+def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Popen[bytes]]) -> None:
     ports, stack = own_stack
     started = children(stack.pid)
     assert len(started) == 2
@@ -86,7 +77,7 @@ def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Pop
 
 
 def test_envoy_writes_one_json_access_log_line_per_request(
-    own_stack: tuple[Ports, subprocess.Popen[str]], tmp_path: Path
+    own_stack: tuple[Ports, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     ports, _ = own_stack
     assert http_request(ports.envoy, "/gcd/123456/7890?ignored=1").status == 200
@@ -104,7 +95,7 @@ def test_envoy_writes_one_json_access_log_line_per_request(
 
 
 def test_a_server_stopped_by_sigterm_is_restarted_and_envoy_readmits_it(
-    own_stack: tuple[Ports, subprocess.Popen[str]],
+    own_stack: tuple[Ports, subprocess.Popen[bytes]],
 ) -> None:
     ports, stack = own_stack
     stopped = server_pid(stack)

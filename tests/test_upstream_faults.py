@@ -8,9 +8,10 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_stack.envoy_config import LOOPBACK
+from gcd_testing.ports import free_ports
 
 from clients import assert_rest_reply, http_request
-from processes import HEALTH_PATH, envoy_alone, forwarding_routes, free_ports, local_envoy_config
+from processes import HEALTH_PATH, envoy_alone, forwarding_routes, local_envoy_config
 
 
 def test_server_down_is_a_fast_json_503_with_code_14(tmp_path: Path) -> None:

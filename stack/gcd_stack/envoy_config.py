@@ -131,3 +131,8 @@ def local_config(config: Config, ports: Ports) -> Config:
     http_filter(local, TRANSCODER)["proto_descriptor"] = str(descriptor_set_path())
     openapi_route(local)["direct_response"]["body"]["filename"] = str(openapi_path())
     return local
+
+
+def write_local_config(path: Path, ports: Ports) -> None:
+    """local_config of the installed envoy/envoy.yaml, written where Envoy can read it."""
+    path.write_text(yaml.safe_dump(local_config(packaged_config(), ports)))
