@@ -1,5 +1,6 @@
 """envoy/envoy.yaml: valid, and in agreement with the server it fronts and with what the stack runs."""
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from gcd_stack.envoy_config import (
     TRANSCODER,
     Ports,
     cluster,
+    connection_manager,
     http_filter,
     local_config,
     packaged_config,
@@ -23,6 +25,7 @@ from gcd_stack.envoy_config import (
 )
 from gcd_stack.processes import envoy_command
 
+from build_files import OPENAPI
 from processes import REPO, forwarding_routes
 
 
@@ -85,3 +88,23 @@ def test_the_stack_changes_only_ports_addresses_and_descriptor_path() -> None:
 
     assert local != original
     assert masked(local) == masked(original)
+
+
+def envoy_error_codes() -> dict[int, int]:
+    """HTTP status -> the google.rpc code Envoy's local_reply mappers give it (one status each)."""
+    mapped = {}
+    for mapper in connection_manager(packaged_config())["local_reply_config"]["mappers"]:
+        status_filter = mapper["filter"]["and_filter"]["filters"][1]["status_code_filter"]["comparison"]
+        if status_filter["op"] == "EQ":
+            mapped[status_filter["value"]["default_value"]] = mapper["body_format_override"]["json_format"]["code"]
+    return mapped
+
+
+def test_the_documented_errors_are_the_ones_envoy_maps() -> None:
+    """docs/api.md's error table and the OpenAPI document's error responses say, for every status
+    Envoy maps, the gRPC code its mapper writes into the body."""
+    table = (REPO / "docs" / "api.md").read_text()
+    documented = {int(status): int(code) for status, code in re.findall(r"^\| (\d{3}) \| (\d+)\b", table, re.M)}
+    assert documented == envoy_error_codes()
+    described = {int(status): int(re.findall(r"\(code (\d+)\)", text)[0]) for status, text in OPENAPI.ERRORS.items()}
+    assert described == envoy_error_codes()

@@ -1,12 +1,10 @@
 """The installed API code and descriptor set are what proto/ compiles to today, and nothing generated is committed."""
 
-import importlib.util
 import json
 import shutil
 import subprocess
 from importlib.metadata import distribution
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from google.api import annotations_pb2
@@ -16,18 +14,8 @@ from gcd.v1 import gcd_pb2
 from gcd_server.app import VERSION
 from gcd_stack.envoy_config import descriptor_set_path, openapi_path
 
+from build_files import BUILD
 from processes import REPO
-
-
-def load_build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gcd_build", REPO / "setup.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = load_build_script()
 
 
 @pytest.fixture(scope="module")

@@ -109,15 +109,15 @@ def test_ipv6_host_is_bracketed() -> None:
     assert Settings(host="[::]", port=3000, grace_seconds=1, log_level="INFO").address == "[::]:3000"
 
 
-def test_the_readme_shows_the_usage_and_every_flag_as_they_are(
+def test_the_docs_show_the_usage_and_every_flag_as_they_are(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "80")
     with pytest.raises(SystemExit):
         parse_settings(["--help"])
     usage = capsys.readouterr().out.split("\n\n")[0]
-    readme = (REPO / "README.md").read_text()
-    assert f"$ gcd-server --help\n{usage}\n" in readme, "README's gcd-server usage is out of date"
+    readme = (REPO / "docs" / "operations.md").read_text()
+    assert f"$ gcd-server --help\n{usage}\n" in readme, "docs/operations.md: gcd-server usage is out of date"
     flags = re.findall(r"\[(--[a-z-]+)", usage)
     rows = re.findall(r"^\| `(--[a-z-]+)` \| `(GCD_[A-Z_]+)` \|", readme, re.MULTILINE)
     assert sorted(flag for flag, _ in rows) == sorted(flags)
