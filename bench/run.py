@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -48,6 +47,7 @@ from gcd_testing.grpc_frame import grpc_frame
 from gcd_testing.ports import distinct_free_ports
 from gcd_testing.proc import cpu_seconds, memory_mib
 from gcd_testing.stats import percentile
+from gcd_testing.tool_output import parse_h2load, parse_wrk
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -130,39 +130,33 @@ def h2load(arm: Arm, workdir: Path, seconds: int, rate: int | None) -> tuple[int
         command.append(f"http://{LOOPBACK}:{arm.port}/{SERVICE_NAME}/Compute")
     else:
         command += ["--h1", f"http://{LOOPBACK}:{arm.port}{REST_PATH}"]
-    output = subprocess.run(pinned(CPU_REST, command), capture_output=True, text=True, check=True).stdout
-
-    def number(pattern: str) -> float:
-        match = re.search(pattern, output)
-        if match is None:
-            raise RuntimeError(f"h2load printed no {pattern!r}:\n{output}")
-        return float(match.group(1))
-
-    done = int(number(r"(\d+) done"))
+    run = subprocess.run(pinned(CPU_REST, command), capture_output=True, text=True)
+    summary = parse_h2load(run.stdout + run.stderr)
     body_bytes = GRPC_BODY_BYTES if arm.grpc else len(REST_BODY)
     gates = {
-        "failed": number(r"(\d+) failed") == 0,
-        "errored": number(r"(\d+) errored") == 0,
-        "all 2xx": number(r"status codes: (\d+) 2xx") == done,
+        "exit 0": run.returncode == 0,
+        "some done": summary.done > 0,
+        "none failed": summary.failed == 0,
+        "none errored": summary.errored == 0,
+        "all 2xx": summary.status_2xx == summary.done,
         # Duration mode may count the body of a request still under way when time ran out.
-        "right bodies": done * body_bytes <= number(r"\((\d+)\) data") <= number(r"(\d+) started") * body_bytes,
+        "right bodies": summary.done * body_bytes <= summary.data_bytes <= summary.started * body_bytes,
     }
-    if not all(gates.values()) or done == 0:
-        raise RuntimeError(f"{arm.name}: gate failed {gates}:\n{output}")
+    failed = [gate for gate, held in gates.items() if not held]
+    if failed:
+        raise RuntimeError(f"{arm.name}: h2load run failed {', '.join(failed)}: {summary}\n{run.stdout}{run.stderr}")
     latencies = [int(line.split("\t")[2]) for line in log.read_text().splitlines()]
-    return done, number(r"finished in ([\d.]+)s"), latencies
+    return summary.done, summary.seconds, latencies
 
 
 def wrk_rate(arm: Arm, seconds: int) -> float:
     """Requests/s by wrk, a second load generator, for the REST arms."""
     command = ["wrk", "-t1", "-c16", f"-d{seconds}s", f"http://{LOOPBACK}:{arm.port}{REST_PATH}"]
-    output = subprocess.run(pinned(CPU_REST, command), capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in output or "Socket errors" in output:
-        raise RuntimeError(f"{arm.name}: wrk saw errors:\n{output}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if match is None:
-        raise RuntimeError(f"wrk printed no rate:\n{output}")
-    return float(match.group(1))
+    run = subprocess.run(pinned(CPU_REST, command), capture_output=True, text=True)
+    summary = parse_wrk(run.stdout + run.stderr)
+    if run.returncode != 0 or summary.non_2xx or summary.socket_errors:
+        raise RuntimeError(f"{arm.name}: wrk saw errors: {summary}\n{run.stdout}{run.stderr}")
+    return summary.requests_per_second
 
 
 def check_answers(arm: Arm) -> None:
@@ -182,7 +176,7 @@ def measured(arm: Arm, pids: dict[str, int], workdir: Path, seconds: int, rate: 
     return Run(requests, seconds_taken, latencies, cpu)
 
 
-def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) -> str:
+def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server_metrics: bool) -> str:
     start_seconds = [server_start_seconds(workdir) for _ in range(rounds)]
     *stack_ports, gateway_port = distinct_free_ports(len(dataclasses.fields(Ports)) + 1)
     ports = Ports(*stack_ports)
@@ -226,7 +220,8 @@ def benchmark(workdir: Path, rounds: int, seconds: int, server_metrics: bool) ->
         memory = {name: memory_mib(pid) for name, pid in pids.items()}
     metrics = "on" if server_metrics else "off"
     setup = f"Medians of {rounds} interleaved rounds of {seconds} s per run, server metrics {metrics}"
-    return report(arms, saturation, fixed_rate, wrk, memory, statistics.median(start_seconds), setup, concurrency)
+    start = statistics.median(start_seconds)
+    return report(arms, saturation, fixed_rate, wrk, memory, start, setup, concurrency, output_dir / "results.png")
 
 
 def report(
@@ -238,6 +233,7 @@ def report(
     start_seconds: float,
     setup: str,
     concurrency: str,
+    chart_path: Path,
 ) -> str:
     def median(runs: list[Run], value: Callable[[Run], float]) -> float:
         return statistics.median(value(run) for run in runs)
@@ -309,7 +305,7 @@ def report(
     lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {value} | {goal} | {'yes' if met else 'no'} |" for name, value, goal, met in targets]
     lines += ["", f"Machine: {machine()}."]
-    chart(arms, rates, p99_at_rate)
+    chart(arms, rates, p99_at_rate, chart_path)
     return "\n".join(lines) + "\n"
 
 
@@ -320,7 +316,7 @@ def machine() -> str:
     return f"{os.cpu_count()} x {model}, {platform.machine()}, Linux {platform.release()}, Python {python}"
 
 
-def chart(arms: list[Arm], rates: dict[str, float], p99_at_rate: dict[str, float]) -> None:
+def chart(arms: list[Arm], rates: dict[str, float], p99_at_rate: dict[str, float], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -335,7 +331,7 @@ def chart(arms: list[Arm], rates: dict[str, float], p99_at_rate: dict[str, float
     for axis in (left, right):
         axis.tick_params(axis="x", labelrotation=20)
     figure.tight_layout()
-    figure.savefig(BENCH / "results.png", dpi=100)
+    figure.savefig(path, dpi=100)
 
 
 def main() -> None:
@@ -345,6 +341,9 @@ def main() -> None:
     parser.add_argument(
         "--no-server-metrics", action="store_true", help="run gcd-server without metrics, to see what they cost"
     )
+    parser.add_argument(
+        "--output-dir", type=Path, default=BENCH, help="where results.md and results.png go (default: bench/)"
+    )
     args = parser.parse_args()
     missing = [tool for tool in ("h2load", "wrk", "taskset") if shutil.which(tool) is None]
     if missing:
@@ -352,8 +351,10 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         sys.exit("the benchmark pins the server and the load to two different CPUs; this machine has one")
     with tempfile.TemporaryDirectory(prefix="gcd-bench-") as workdir:
-        results = benchmark(Path(workdir), args.rounds, args.seconds, server_metrics=not args.no_server_metrics)
-    (BENCH / "results.md").write_text(results)
+        results = benchmark(
+            Path(workdir), args.rounds, args.seconds, args.output_dir, server_metrics=not args.no_server_metrics
+        )
+    (args.output_dir / "results.md").write_text(results)
     print(results)
 
 
