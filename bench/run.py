@@ -344,9 +344,9 @@ def chart(arms: list[Arm], rates: dict[str, float], p99_at_rate: dict[str, float
     names = [arm.name for arm in arms]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.bar(names, [rates[name] for name in names], color=["#777", "#2a7", "#7a2", "#c54"])
-    left.set_title("requests/s at saturation (higher is better)")
+    left.set_title("requests/s at saturation\n(higher is better)", fontsize=10)
     right.bar(names, [p99_at_rate[name] for name in names], color=["#777", "#2a7", "#7a2", "#c54"])
-    right.set_title(f"p99 latency at {rate} req/s ({LOAD_FRACTION:.0%} load), ms (lower is better)")
+    right.set_title(f"p99 latency (ms) at {rate} req/s, {LOAD_FRACTION:.0%} load\n(lower is better)", fontsize=10)
     for axis in (left, right):
         axis.tick_params(axis="x", labelrotation=20)
     figure.tight_layout()
