@@ -1,6 +1,7 @@
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,19 @@ def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]
     """A gcd-stack of its own, which a test may break or stop; logs in tmp_path/stack.*."""
     with running_stack(tmp_path) as started:
         yield started
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Under pytest-xdist each worker measures its own tests: hand the figures to the controller.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["figures"] = dict(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the xdist controller: the figures a worker measured (xdist's hook, not pytest's)."""
+    FIGURES.update(node.workeroutput.get("figures", {}))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
