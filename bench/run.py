@@ -33,7 +33,8 @@ import yaml
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
-from gcd_stack.envoy_config import LOOPBACK, Ports, write_local_config
+from gcd_stack.envoy_config import LOOPBACK, write_local_config
+from gcd_stack.ports import Ports
 from gcd_stack.processes import (
     envoy_command,
     health_url,

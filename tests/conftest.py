@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from gcd_stack.envoy_config import Ports
+from gcd_stack.ports import Ports
 
 from figures import FIGURES
 from processes import running_server, running_stack

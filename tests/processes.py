@@ -25,12 +25,12 @@ from gcd_stack import processes
 from gcd_stack.envoy_config import (
     LOOPBACK,
     Config,
-    Ports,
     connection_manager,
     health_path,
     local_config,
     packaged_config,
 )
+from gcd_stack.ports import Ports
 from gcd_stack.processes import (
     StartError,
     envoy_command,

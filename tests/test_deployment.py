@@ -19,9 +19,8 @@ from gcd_stack.envoy_config import (
     http_filter,
     openapi_route,
     packaged_config,
-    ports_of,
 )
-from gcd_stack.processes import POD_ENVOY_FLAGS
+from gcd_stack.processes import POD_ENVOY_FLAGS, default_ports
 
 from deployment import (
     DOCKERFILE,
@@ -45,7 +44,7 @@ OVERLAYS = ["base", "pi", "preflight"]
 SERVICE_OVERLAYS = ["base", "pi"]
 # The oldest release the docs support, the first with the sidecar port fix, and the newest.
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
-ENVOY = ports_of(packaged_config())
+ENVOY = default_ports()
 
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")
 

@@ -14,7 +14,8 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
-from gcd_stack.envoy_config import LOOPBACK, Ports, cluster, connection_manager, http_filter, packaged_config
+from gcd_stack.envoy_config import LOOPBACK, cluster, connection_manager, http_filter, packaged_config
+from gcd_stack.ports import Ports
 from gcd_testing.ports import free_ports
 from gcd_testing.stats import percentile
 

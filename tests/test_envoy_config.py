@@ -14,16 +14,15 @@ from gcd_stack.envoy_config import (
     CLUSTER,
     HEALTH_CHECK_FILTER,
     TRANSCODER,
-    Ports,
     cluster,
     connection_manager,
     http_filter,
     local_config,
     packaged_config,
-    ports_of,
     write_local_config,
 )
-from gcd_stack.processes import envoy_command
+from gcd_stack.ports import Ports
+from gcd_stack.processes import default_ports, envoy_command
 
 from build_files import OPENAPI
 from processes import REPO, forwarding_routes
@@ -46,7 +45,7 @@ def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None
 
 
 def test_ports_agree_with_the_server_default() -> None:
-    assert ports_of(packaged_config()) == Ports(
+    assert default_ports() == Ports(
         envoy=8080, envoy_admin=9901, grpc=DEFAULT_PORT, envoy_metrics=9102, metrics=DEFAULT_METRICS_PORT
     )
 

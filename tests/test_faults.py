@@ -19,7 +19,8 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import build_server, drain
 from gcd_server.servicer import GCDServicer
 from gcd_server.settings import Settings
-from gcd_stack.envoy_config import LOOPBACK, Ports
+from gcd_stack.envoy_config import LOOPBACK
+from gcd_stack.ports import Ports
 from gcd_testing.ports import free_port
 from gcd_testing.proc import children, is_alive
 

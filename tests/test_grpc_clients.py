@@ -9,7 +9,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
-from gcd_stack.envoy_config import LOOPBACK, Ports
+from gcd_stack.envoy_config import LOOPBACK
+from gcd_stack.ports import Ports
 
 from processes import SCRIPTS
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gcd_stack.envoy_config import Ports
+from gcd_stack.ports import Ports
 
 from clients import Reply, http_request_bytes, raw_http
 from figures import record_figure

@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
-from gcd_stack.envoy_config import LOOPBACK, Ports, packaged_config, stat_prefix
+from gcd_stack.envoy_config import LOOPBACK, packaged_config, stat_prefix
+from gcd_stack.ports import Ports
 
 from clients import http_request
 from processes import HEALTH_PATH

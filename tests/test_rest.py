@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from gcd_stack.envoy_config import Ports, openapi_path
+from gcd_stack.envoy_config import openapi_path
+from gcd_stack.ports import Ports
 
 from clients import assert_rest_reply, http_request
 from processes import HEALTH_PATH

@@ -6,7 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from gcd_stack.envoy_config import LOOPBACK, Ports
+from gcd_stack.envoy_config import LOOPBACK
+from gcd_stack.ports import Ports
 from gcd_testing.proc import children
 
 from processes import REPO, SCRIPTS

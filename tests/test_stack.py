@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gcd_stack.envoy_config import Ports
+from gcd_stack.ports import Ports
 from gcd_stack.processes import health_url, port_is_free, url_answers_ok
 from gcd_testing.ports import free_port, free_ports
 from gcd_testing.proc import children, is_alive

@@ -13,7 +13,9 @@ from pathlib import Path
 from gcd_server.settings import configure_logging, port_number
 
 try:
-    from gcd_stack.envoy_config import LOOPBACK, Ports, packaged_config, ports_of
+    from gcd_stack.envoy_config import LOOPBACK
+    from gcd_stack.ports import Ports
+    from gcd_stack.processes import default_ports
     from gcd_stack.stack import Stack, StackError
 except ModuleNotFoundError as missing:
     # Envoy and PyYAML come with the 'stack' extra only: the server image does without them.
@@ -23,7 +25,7 @@ log = logging.getLogger("gcd_stack")
 
 
 def parse_ports(argv: Sequence[str] | None = None) -> Ports:
-    defaults = ports_of(packaged_config())
+    defaults = default_ports()
     parser = argparse.ArgumentParser(
         prog="gcd-stack",
         description="Run gcd-server and Envoy (REST/JSON transcoded to gRPC, and native gRPC) on "

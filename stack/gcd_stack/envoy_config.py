@@ -7,14 +7,13 @@ is exactly what the pod runs.
 """
 
 import copy
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from gcd_server.settings import DEFAULT_METRICS_PORT
+from gcd_stack.ports import Ports
 
 LOOPBACK = "127.0.0.1"
 LISTENER = "gcd_http"
@@ -25,17 +24,6 @@ TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 HEALTH_CHECK_FILTER = "envoy.filters.http.health_check"
 
 Config = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Ports:
-    """The ports of one stack or pod, named for whose they are: the server's, or Envoy's."""
-
-    envoy: int  # REST and gRPC, through Envoy
-    envoy_admin: int
-    grpc: int  # gcd-server's gRPC
-    envoy_metrics: int  # Envoy's statistics for Prometheus
-    metrics: int  # gcd-server's metrics for Prometheus
 
 
 def packaged_config() -> Config:
@@ -104,17 +92,6 @@ def health_path(config: Config) -> str:
     return path
 
 
-def ports_of(config: Config) -> Ports:
-    """The ports config names, and the server's default metrics port, which it does not."""
-    return Ports(
-        envoy=_socket_address(_listener(config))["port_value"],
-        envoy_admin=_socket_address(config["admin"])["port_value"],
-        grpc=_upstream(config)["port_value"],
-        envoy_metrics=_socket_address(_listener(config, METRICS_LISTENER))["port_value"],
-        metrics=DEFAULT_METRICS_PORT,
-    )
-
-
 def local_config(config: Config, ports: Ports) -> Config:
     """config with the given ports, every address on loopback, and the generated files that
     were installed with the package."""
@@ -136,3 +113,15 @@ def local_config(config: Config, ports: Ports) -> Config:
 def write_local_config(path: Path, ports: Ports) -> None:
     """local_config of the installed envoy/envoy.yaml, written where Envoy can read it."""
     path.write_text(yaml.safe_dump(local_config(packaged_config(), ports)))
+
+
+def ports_of(config: Config, metrics: int) -> Ports:
+    """The ports config gives Envoy and the server's gRPC port it dials, with gcd-server's metrics
+    port, which it does not name."""
+    return Ports(
+        envoy=_socket_address(_listener(config))["port_value"],
+        envoy_admin=_socket_address(config["admin"])["port_value"],
+        grpc=_upstream(config)["port_value"],
+        envoy_metrics=_socket_address(_listener(config, METRICS_LISTENER))["port_value"],
+        metrics=metrics,
+    )

@@ -18,8 +18,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gcd_server.app import SERVICE_NAME
-from gcd_server.settings import DEFAULT_GRACE_SECONDS
-from gcd_stack.envoy_config import LOOPBACK, Ports, health_path, packaged_config
+from gcd_server.settings import DEFAULT_GRACE_SECONDS, DEFAULT_METRICS_PORT
+from gcd_stack.envoy_config import LOOPBACK, health_path, packaged_config, ports_of
+from gcd_stack.ports import Ports
 
 # Flags the pod gives Envoy too (kustomize/base/deployment.yaml; a test holds the two together).
 # Once gcd-server has failed Envoy's health check, it keeps serving until Envoy's clients have
@@ -34,6 +35,11 @@ STOP_TIMEOUT_SECONDS = ENVOY_DRAIN_SECONDS + DEFAULT_GRACE_SECONDS + 5.0
 
 class StartError(RuntimeError):
     pass
+
+
+def default_ports() -> Ports:
+    """The pod's ports: Envoy's from envoy/envoy.yaml, gcd-server's metrics port its default."""
+    return ports_of(packaged_config(), metrics=DEFAULT_METRICS_PORT)
 
 
 def server_command(grpc_port: int, metrics_port: int, *extra: str) -> list[str]:

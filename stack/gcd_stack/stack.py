@@ -10,7 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from gcd_stack.envoy_config import LOOPBACK, Ports, write_local_config
+from gcd_stack.envoy_config import LOOPBACK, write_local_config
+from gcd_stack.ports import Ports
 from gcd_stack.processes import (
     STOP_TIMEOUT_SECONDS,
     StartError,

@@ -4,7 +4,8 @@ import contextlib
 import dataclasses
 import socket
 
-from gcd_stack.envoy_config import LOOPBACK, Ports
+from gcd_stack.envoy_config import LOOPBACK
+from gcd_stack.ports import Ports
 
 
 def distinct_free_ports(count: int) -> list[int]:
