@@ -50,6 +50,8 @@ from gcd_testing.proc import cpu_seconds, memory_mib
 from gcd_testing.stats import percentile
 from gcd_testing.tool_output import parse_h2load, parse_wrk
 
+import go_original
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 ROUNDS = 3
@@ -73,6 +75,7 @@ class Arm:
     grpc: bool
     port: int
     proxy: str | None  # the process between client and server whose CPU is reported
+    server: str = "server"  # the process that computes: gcd-server, or the Go original's server
 
 
 @dataclass
@@ -181,8 +184,9 @@ def measured(arm: Arm, pids: dict[str, int], workdir: Path, seconds: int, rate: 
 
 def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server_metrics: bool) -> str:
     start_seconds = [server_start_seconds(workdir) for _ in range(rounds)]
-    *stack_ports, gateway_port = distinct_free_ports(len(dataclasses.fields(Ports)) + 1)
+    *stack_ports, gateway_port, go_port, gin_port = distinct_free_ports(len(dataclasses.fields(Ports)) + 3)
     ports = Ports(*stack_ports)
+    go_missing = go_original.missing()
     envoy_config = workdir / "envoy.yaml"
     write_local_config(envoy_config, ports)
     payload = REQUEST.SerializeToString()
@@ -194,6 +198,11 @@ def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server
         Arm("grpc-envoy", True, ports.envoy, "envoy"),
         Arm("rest-gateway", False, gateway_port, "gateway"),
     ]
+    if not go_missing:
+        arms += [
+            Arm("go-grpc-direct", True, go_port, None, server="go-server"),
+            Arm("rest-gin", False, gin_port, "gin", server="go-server"),
+        ]
     saturation: dict[str, list[Run]] = {arm.name: [] for arm in arms}
     fixed_rate: dict[str, list[Run]] = {arm.name: [] for arm in arms}
     wrk: dict[str, list[float]] = {arm.name: [] for arm in arms if not arm.grpc}
@@ -209,6 +218,16 @@ def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server
         gateway = stack.enter_context(running(pinned(CPU_REST, gateway_args), workdir / "gateway.log"))
         wait_until_ready(lambda: url_answers_ok(f"http://{LOOPBACK}:{gateway_port}{REST_PATH}"), gateway, "gateway")
         pids = {"server": server.pid, "envoy": envoy.pid, "gateway": gateway.pid}
+        if not go_missing:
+            go = go_original.build(workdir)
+            go_server = stack.enter_context(
+                running(pinned(CPU_SERVER, [str(go.server), "-listen", f"{LOOPBACK}:{go_port}"]), workdir / "go.log")
+            )
+            wait_until_ready(lambda: server_is_serving(go_port), go_server, "the Go server")
+            gin_args = [str(go.gateway), "-listen", f"{LOOPBACK}:{gin_port}", "-upstream", f"{LOOPBACK}:{go_port}"]
+            gin = stack.enter_context(running(pinned(CPU_REST, gin_args), workdir / "gin.log"))
+            wait_until_ready(lambda: url_answers_ok(f"http://{LOOPBACK}:{gin_port}{REST_PATH}"), gin, "gin")
+            pids |= {"go-server": go_server.pid, "gin": gin.pid}
 
         for arm in arms:
             check_answers(arm)
@@ -230,9 +249,8 @@ def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server
         f"{rate} req/s, {LOAD_FRACTION:.0%} of direct gRPC's saturation rate on this machine"
     )
     start = statistics.median(start_seconds)
-    return report(
-        arms, saturation, fixed_rate, rate, wrk, memory, start, setup, concurrency, output_dir / "results.png"
-    )
+    chart_path = output_dir / "results.png"
+    return report(arms, saturation, fixed_rate, rate, wrk, memory, start, setup, concurrency, chart_path, go_missing)
 
 
 def report(
@@ -246,6 +264,7 @@ def report(
     setup: str,
     concurrency: str,
     chart_path: Path,
+    go_missing: str | None,
 ) -> str:
     def median(runs: list[Run], value: Callable[[Run], float]) -> float:
         return statistics.median(value(run) for run in runs)
@@ -256,7 +275,7 @@ def report(
     def cpu_us(runs: list[Run], process: str) -> float:
         return statistics.median(run.cpu_us_per_request(process) for run in runs)
 
-    server_us = {arm.name: cpu_us(saturation[arm.name], "server") for arm in arms}
+    server_us = {arm.name: cpu_us(saturation[arm.name], arm.server) for arm in arms}
     proxy_us = {arm.name: cpu_us(saturation[arm.name], arm.proxy) for arm in arms if arm.proxy}
     lines = [
         f"{setup}; gcd-server on CPU {CPU_SERVER}, "
@@ -309,6 +328,11 @@ def report(
                 anonymous <= limit_mib,
             )
         )
+    if "rest-gin" in rates:
+        envoy_vs_gin = proxy_us["rest-envoy"] / proxy_us["rest-gin"]
+        targets.append(
+            ("Envoy CPU / gin CPU, per REST request", f"{envoy_vs_gin:.2f}x", "<= 1.5x", envoy_vs_gin <= 1.5)
+        )
     lines += ["", "| target (ratios within this run) | measured | goal | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {value} | {goal} | {'yes' if met else 'no'} |" for name, value, goal, met in targets]
     peak, anonymous = memory["gateway"]
@@ -324,9 +348,53 @@ def report(
     ]
     lines += ["", "| on this machine (not a target) | measured |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in absolute]
+    lines += go_comparison(rates, p99_at_rate, server_us, proxy_us, memory, go_missing)
     lines += ["", f"Machine: {machine()}."]
     chart(arms, rates, p99_at_rate, rate, chart_path)
     return "\n".join(lines) + "\n"
+
+
+def go_comparison(
+    rates: dict[str, float],
+    p99_at_rate: dict[str, float],
+    server_us: dict[str, float],
+    proxy_us: dict[str, float],
+    memory: dict[str, tuple[float, float]],
+    go_missing: str | None,
+) -> list[str]:
+    """This design beside the Go original it replaces, measured in the same run."""
+    if go_missing:
+        return ["", f"The Go original's arms did not run: {go_missing}."]
+    rows = [
+        ("gRPC straight to the server, req/s", rates["grpc-direct"], rates["go-grpc-direct"]),
+        ("REST through the proxy, req/s", rates["rest-envoy"], rates["rest-gin"]),
+        (f"REST p99 at {LOAD_FRACTION:.0%} load, ms", p99_at_rate["rest-envoy"], p99_at_rate["rest-gin"]),
+        ("server CPU per direct gRPC call, us", server_us["grpc-direct"], server_us["go-grpc-direct"]),
+        ("proxy CPU per REST request, us", proxy_us["rest-envoy"], proxy_us["rest-gin"]),
+        (
+            "server + proxy CPU per REST request, us",
+            server_us["rest-envoy"] + proxy_us["rest-envoy"],
+            server_us["rest-gin"] + proxy_us["rest-gin"],
+        ),
+        (
+            "server + proxy anonymous memory, MiB",
+            memory["server"][1] + memory["envoy"][1],
+            memory["go-server"][1] + memory["gin"][1],
+        ),
+        (
+            "server + proxy peak RSS, MiB",
+            memory["server"][0] + memory["envoy"][0],
+            memory["go-server"][0] + memory["gin"][0],
+        ),
+    ]
+    lines = ["", "| beside the Go original | Python + Envoy | Go + gin | ratio |", "|---|---|---|---|"]
+    lines += [f"| {name} | {figure(ours)} | {figure(theirs)} | {ours / theirs:.2f}x |" for name, ours, theirs in rows]
+    return lines
+
+
+def figure(value: float) -> str:
+    """Three significant digits, without an exponent."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def machine() -> str:
@@ -344,9 +412,10 @@ def chart(arms: list[Arm], rates: dict[str, float], p99_at_rate: dict[str, float
 
     names = [arm.name for arm in arms]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.bar(names, [rates[name] for name in names], color=["#777", "#2a7", "#7a2", "#c54"])
+    colors = ["#777", "#2a7", "#7a2", "#c54", "#57a", "#a5c"][: len(names)]
+    left.bar(names, [rates[name] for name in names], color=colors)
     left.set_title("requests/s at saturation\n(higher is better)", fontsize=10)
-    right.bar(names, [p99_at_rate[name] for name in names], color=["#777", "#2a7", "#7a2", "#c54"])
+    right.bar(names, [p99_at_rate[name] for name in names], color=colors)
     right.set_title(f"p99 latency (ms) at {rate} req/s, {LOAD_FRACTION:.0%} load\n(lower is better)", fontsize=10)
     for axis in (left, right):
         axis.tick_params(axis="x", labelrotation=20)
