@@ -348,10 +348,35 @@ def report(
     ]
     lines += ["", "| on this machine (not a target) | measured |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in absolute]
+    lines += per_node(server_us["rest-envoy"], proxy_us["rest-envoy"], memory)
     lines += go_comparison(rates, p99_at_rate, server_us, proxy_us, memory, go_missing)
     lines += ["", f"Machine: {machine()}."]
     chart(arms, rates, p99_at_rate, rate, chart_path)
     return "\n".join(lines) + "\n"
+
+
+NODE_CORES = 4  # a Raspberry Pi 4 or 5
+
+
+def per_node(server_us: float, envoy_us: float, memory: dict[str, tuple[float, float]]) -> list[str]:
+    """Derived, not measured: what one 4-core node could serve with 1 to 4 pods, from the CPU per
+    REST request measured above, on cores as fast as this machine's. Each pod's server is held to
+    one core by Python's GIL; all pods share the node's cores with their Envoys."""
+    pod_memory = memory["server"][1] + memory["envoy"][1]
+    lines = [
+        "",
+        f"Derived from the CPU per REST request above, not measured: a {NODE_CORES}-core node whose cores are as "
+        "fast as this machine's (a Pi's are slower, which scales every row alike).",
+        "",
+        f"| pods per {NODE_CORES}-core node (derived) | REST req/s it serves | bound by | anonymous memory, MiB |",
+        "|---|---|---|---|",
+    ]
+    for pods in range(1, NODE_CORES + 1):
+        by_servers = pods * 1e6 / server_us
+        by_cores = NODE_CORES * 1e6 / (server_us + envoy_us)
+        bound = "each server's one core" if by_servers < by_cores else f"the node's {NODE_CORES} cores"
+        lines.append(f"| {pods} | {min(by_servers, by_cores):.0f} | {bound} | {pods * pod_memory:.0f} |")
+    return lines
 
 
 def go_comparison(

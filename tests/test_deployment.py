@@ -40,7 +40,7 @@ from processes import REPO, SCRIPTS
 LABEL_NODES = REPO / "kustomize" / "preflight" / "label-nodes.sh"
 
 # Every kustomization a user applies: the service (base, pi) and the node preflight.
-OVERLAYS = ["base", "pi", "preflight"]
+OVERLAYS = ["base", "pi", "pi-autoscaled", "preflight"]
 SERVICE_OVERLAYS = ["base", "pi"]
 # The oldest release the docs support, the first with the sidecar port fix, and the newest.
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
@@ -378,3 +378,36 @@ def test_label_nodes_labels_the_nodes_where_envoy_runs_and_only_those(pi: list[M
     assert "pi3: the preflight pod is still starting" in result.stdout
     assert "a preflight pod is not scheduled yet" in result.stdout
     assert "pi2: the preflight pod is stuck before Envoy ran: ImagePullBackOff" in result.stdout
+
+
+# The autoscaled pi overlay.
+
+
+@needs_kubectl
+def test_the_autoscaler_is_all_that_pi_autoscaled_adds_to_pi(pi: list[Manifest]) -> None:
+    scaled = render("pi-autoscaled")
+    hpa = find(scaled, "HorizontalPodAutoscaler")
+    deployment = find(scaled, "Deployment")
+    assert hpa["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gcd"}
+    # The autoscaler owns the count; a count in the Deployment would come back with every apply.
+    assert "replicas" not in deployment["spec"]
+    expected = {
+        **find(pi, "Deployment"),
+        "spec": {k: v for k, v in find(pi, "Deployment")["spec"].items() if k != "replicas"},
+    }
+    assert deployment == expected
+    assert [m for m in scaled if m["kind"] not in ("HorizontalPodAutoscaler", "Deployment")] == [
+        m for m in pi if m["kind"] != "Deployment"
+    ]
+
+
+@needs_kubectl
+def test_the_autoscaler_stays_within_the_pi_overlays_budget(pi: list[Manifest]) -> None:
+    spec = find(render("pi-autoscaled"), "HorizontalPodAutoscaler")["spec"]
+    assert spec["minReplicas"] == find(pi, "Deployment")["spec"]["replicas"]
+    (metric,) = spec["metrics"]
+    assert metric["containerResource"]["container"] == "server"
+    # Scaling down goes one pod at a time, as the PodDisruptionBudget lets evictions go.
+    assert find(pi, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert spec["behavior"]["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
