@@ -8,9 +8,8 @@ connection as it sends that connection's next response (Connection: close on HTT
 HTTP/2: DrainManagerImpl::drainClose in envoyproxy/envoy source/server/drain_manager_impl.cc),
 so every client takes its next request elsewhere. A connection that sends nothing is closed by
 Envoy's idle timeout instead (envoy/envoy.yaml: 10 s, then its 2 s drain_timeout), well within
-Envoy's --drain-time-s.
-The server keeps serving until Envoy has no client connection left, or --drain-time-s is over,
-and only then refuses new RPCs.
+Envoy's --drain-time-s. The server keeps serving until Envoy has no client connection left, or
+--drain-time-s is over, and only then refuses new RPCs.
 
 The failed state outlives the server: Envoy keeps it until told /healthcheck/ok. kubelet restarts
 gcd-server alone after a failed liveness probe (preStop and SIGTERM run then too), and gcd-stack
