@@ -11,7 +11,6 @@ import argparse
 import copy
 import functools
 import statistics
-import sys
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -98,14 +97,7 @@ def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
         shipped = run.Arm("gRPC passed through, as shipped", True, arms["as shipped"].port, "envoy")
         arms[shipped.name] = shipped
         pids[shipped.name] = pids["as shipped"]
-        for arm in arms.values():
-            run.check_answers(arm)
-            run.h2load(arm, workdir, seconds=1, rate=None)  # warm-up, untimed
-        runs: dict[str, list[run.Run]] = {name: [] for name in arms}
-        for round_number in range(1, rounds + 1):
-            for name, arm in arms.items():
-                runs[name].append(run.measured(arm, pids[name], workdir, seconds, rate=None))
-            print(f"round {round_number} of {rounds} done", file=sys.stderr, flush=True)
+        runs = run.interleaved(arms, pids, workdir, rounds, seconds)
 
     def envoy_us(name: str) -> float:
         return statistics.median(each.cpu_us_per_request("envoy") for each in runs[name])

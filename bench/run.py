@@ -182,6 +182,22 @@ def measured(arm: Arm, pids: dict[str, int], workdir: Path, seconds: int, rate: 
     return Run(requests, seconds_taken, latencies, cpu)
 
 
+def interleaved(
+    arms: dict[str, Arm], pids: dict[str, dict[str, int]], workdir: Path, rounds: int, seconds: int
+) -> dict[str, list[Run]]:
+    """Saturation runs of every arm, round after round, after a right answer and an untimed
+    warm-up each; pids[arm] names the processes whose CPU each arm's runs count."""
+    for arm in arms.values():
+        check_answers(arm)
+        h2load(arm, workdir, seconds=1, rate=None)
+    runs: dict[str, list[Run]] = {name: [] for name in arms}
+    for round_number in range(1, rounds + 1):
+        for name, arm in arms.items():
+            runs[name].append(measured(arm, pids[name], workdir, seconds, rate=None))
+        print(f"round {round_number} of {rounds} done", file=sys.stderr, flush=True)
+    return runs
+
+
 def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server_metrics: bool) -> str:
     start_seconds = [server_start_seconds(workdir) for _ in range(rounds)]
     *stack_ports, gateway_port, go_port, gin_port = distinct_free_ports(len(dataclasses.fields(Ports)) + 3)
