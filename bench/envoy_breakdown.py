@@ -7,11 +7,9 @@ Native gRPC passed through the shipped Envoy is the floor: proxying without tran
 
 Writes bench/envoy-breakdown.md. Placement, load and gates are run.py's."""
 
-import argparse
 import copy
 import functools
 import statistics
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -119,16 +117,7 @@ def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=run.ROUNDS, help="interleaved rounds (default: %(default)s)")
-    parser.add_argument("--seconds", type=int, default=run.SECONDS, help="length of each run (default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=run.BENCH, help="where envoy-breakdown.md goes")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gcd-envoy-breakdown-") as workdir:
-        result = breakdown(Path(workdir), args.rounds, args.seconds)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "envoy-breakdown.md").write_text(result)
-    print(result)
+    run.experiment_main(__doc__ or "", "envoy-breakdown.md", breakdown)
 
 
 if __name__ == "__main__":

@@ -464,6 +464,21 @@ def chart(arms: list[Arm], rates: dict[str, float], p99_at_rate: dict[str, float
     figure.savefig(path, dpi=100)
 
 
+def experiment_main(description: str, output: str, experiment: Callable[[Path, int, int], str]) -> None:
+    """The command line of a side experiment (envoy_breakdown.py, server_levers.py): rounds,
+    seconds, where its report goes; experiment(workdir, rounds, seconds) writes the report."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds (default: %(default)s)")
+    parser.add_argument("--seconds", type=int, default=SECONDS, help="length of each run (default: %(default)s)")
+    parser.add_argument("--output-dir", type=Path, default=BENCH, help=f"where {output} goes (default: bench/)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gcd-bench-") as workdir:
+        result = experiment(Path(workdir), args.rounds, args.seconds)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / output).write_text(result)
+    print(result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds (default: %(default)s)")

@@ -7,11 +7,9 @@ run; the server's code is not edited.
 
 Writes bench/server-levers.md. A lever is worth adopting at 10% less CPU per request or more."""
 
-import argparse
 import functools
 import statistics
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -81,16 +79,7 @@ def levers(workdir: Path, rounds: int, seconds: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=run.ROUNDS, help="interleaved rounds (default: %(default)s)")
-    parser.add_argument("--seconds", type=int, default=run.SECONDS, help="length of each run (default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=run.BENCH, help="where server-levers.md goes")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gcd-server-levers-") as workdir:
-        result = levers(Path(workdir), args.rounds, args.seconds)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "server-levers.md").write_text(result)
-    print(result)
+    run.experiment_main(__doc__ or "", "server-levers.md", levers)
 
 
 if __name__ == "__main__":
