@@ -5,8 +5,8 @@ included, so that a run the benchmark does not expect fails with the tool's own 
 import re
 from dataclasses import dataclass
 
-# h2load prints a duration in the largest unit that keeps it at 1 or more (nghttp2's
-# util::format_duration): "2.00s", "998.44ms", "850.00us".
+# h2load prints a duration in the largest unit that keeps it at 1 or more, microseconds as a
+# whole number (nghttp2 src/util.cc, format_duration): "2.00s", "998.44ms", "850us".
 _DURATION_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
