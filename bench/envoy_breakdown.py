@@ -7,7 +7,6 @@ Native gRPC passed through the shipped Envoy is the floor: proxying without tran
 
 Writes bench/envoy-breakdown.md. Placement, load and gates are run.py's."""
 
-import copy
 import functools
 import statistics
 from collections.abc import Callable
@@ -25,8 +24,7 @@ from gcd_stack.envoy_config import (
     packaged_config,
 )
 from gcd_stack.ports import Ports
-from gcd_stack.processes import envoy_command, running, server_is_serving, url_answers_ok, wait_until_ready
-from gcd_testing.grpc_frame import grpc_frame
+from gcd_stack.processes import running, server_is_serving, url_answers_ok, wait_until_ready
 from gcd_testing.ports import distinct_free_ports
 
 import run
@@ -71,7 +69,7 @@ VARIANTS: dict[str, Callable[[Config], None]] = {
 
 def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
     grpc_port, metrics_port, *envoy_ports = distinct_free_ports(2 + 3 * len(VARIANTS))
-    (workdir / run.REQUEST_FILE).write_bytes(grpc_frame(run.REQUEST.SerializeToString()))
+    run.write_request_file(workdir)
     concurrency = run.pod_envoy_concurrency()
     arms: dict[str, run.Arm] = {}
     with ExitStack() as stack:
@@ -81,12 +79,11 @@ def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
         for index, (name, change) in enumerate(VARIANTS.items()):
             envoy, admin, envoy_metrics = envoy_ports[3 * index : 3 * index + 3]
             ports = Ports(envoy=envoy, envoy_admin=admin, grpc=grpc_port, envoy_metrics=envoy_metrics, metrics=0)
-            config = copy.deepcopy(local_config(packaged_config(), ports))
+            config = local_config(packaged_config(), ports)
             change(config)
             path = workdir / f"envoy-{index}.yaml"
             path.write_text(yaml.safe_dump(config))
-            command = [*envoy_command(path), "--concurrency", concurrency, "--disable-hot-restart"]
-            process = stack.enter_context(running(run.pinned(run.CPU_REST, command), workdir / f"envoy-{index}.log"))
+            process = stack.enter_context(running(run.pinned_envoy(path), workdir / f"envoy-{index}.log"))
             # Ready as Envoy itself says: one variant has no health path of its own.
             ready = f"http://{LOOPBACK}:{admin}/ready"
             wait_until_ready(functools.partial(url_answers_ok, ready), process, f"Envoy ({name})")

@@ -17,9 +17,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from gcd_stack.envoy_config import write_local_config
-from gcd_stack.ports import Ports
-from gcd_stack.processes import envoy_command, health_url, running, server_is_serving, url_answers_ok, wait_until_ready
-from gcd_testing.ports import distinct_free_ports
+from gcd_stack.processes import health_url, running, server_is_serving, url_answers_ok, wait_until_ready
+from gcd_testing.ports import free_ports
 
 import run
 
@@ -28,14 +27,13 @@ TOP_FUNCTIONS = 15
 
 
 def profile(workdir: Path, seconds: int, output_dir: Path) -> str:
-    ports = Ports(*distinct_free_ports(5))
+    ports = free_ports()
     config = workdir / "envoy.yaml"
     write_local_config(config, ports)
     with ExitStack() as stack:
         server = stack.enter_context(running(run.pinned_server(ports.grpc, ports.metrics), workdir / "server.log"))
         wait_until_ready(lambda: server_is_serving(ports.grpc), server, "gcd-server")
-        envoy_args = [*envoy_command(config), "--concurrency", run.pod_envoy_concurrency(), "--disable-hot-restart"]
-        envoy = stack.enter_context(running(run.pinned(run.CPU_REST, envoy_args), workdir / "envoy.log"))
+        envoy = stack.enter_context(running(run.pinned_envoy(config), workdir / "envoy.log"))
         wait_until_ready(lambda: url_answers_ok(health_url(ports)), envoy, "Envoy")
         arm = run.Arm("rest-envoy", False, ports.envoy, "envoy")
         run.check_answers(arm)

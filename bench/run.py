@@ -109,6 +109,16 @@ def pinned_server(port: int, metrics_port: int) -> list[str]:
     return pinned(CPU_SERVER, server_command(port, metrics_port))
 
 
+def pinned_envoy(config: Path) -> list[str]:
+    """Envoy with config on CPU_REST, with as many workers as the pods give it."""
+    return pinned(CPU_REST, [*envoy_command(config), "--concurrency", pod_envoy_concurrency(), "--disable-hot-restart"])
+
+
+def write_request_file(workdir: Path) -> None:
+    """h2load's body for the gRPC arms: the request as gRPC frames it."""
+    (workdir / REQUEST_FILE).write_bytes(grpc_frame(REQUEST.SerializeToString()))
+
+
 def server_start_seconds(workdir: Path) -> float:
     """Spawn to SERVING, for a server started on its own core."""
     port, metrics_port = distinct_free_ports(2)
@@ -205,8 +215,7 @@ def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server
     go_missing = go_original.missing()
     envoy_config = workdir / "envoy.yaml"
     write_local_config(envoy_config, ports)
-    payload = REQUEST.SerializeToString()
-    (workdir / REQUEST_FILE).write_bytes(grpc_frame(payload))
+    write_request_file(workdir)
     concurrency = pod_envoy_concurrency()
     arms = [
         Arm("grpc-direct", True, ports.grpc, None),
@@ -226,8 +235,7 @@ def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server
         metrics_port = ports.metrics if server_metrics else 0
         server = stack.enter_context(running(pinned_server(ports.grpc, metrics_port), workdir / "server.log"))
         wait_until_ready(lambda: server_is_serving(ports.grpc), server, "gcd-server")
-        envoy_args = [*envoy_command(envoy_config), "--concurrency", concurrency, "--disable-hot-restart"]
-        envoy = stack.enter_context(running(pinned(CPU_REST, envoy_args), workdir / "envoy.log"))
+        envoy = stack.enter_context(running(pinned_envoy(envoy_config), workdir / "envoy.log"))
         wait_until_ready(lambda: url_answers_ok(health_url(ports)), envoy, "Envoy")
         gateway_args = [sys.executable, str(BENCH / "gateway.py"), "--port", str(gateway_port)]
         gateway_args += ["--upstream", f"{LOOPBACK}:{ports.grpc}"]

@@ -15,10 +15,8 @@ from pathlib import Path
 
 from gcd_server.app import _WORKER_THREADS
 from gcd_stack.envoy_config import write_local_config
-from gcd_stack.ports import Ports
-from gcd_stack.processes import envoy_command, health_url, running, server_is_serving, url_answers_ok, wait_until_ready
-from gcd_testing.grpc_frame import grpc_frame
-from gcd_testing.ports import distinct_free_ports
+from gcd_stack.processes import health_url, running, server_is_serving, url_answers_ok, wait_until_ready
+from gcd_testing.ports import free_ports
 
 import run
 
@@ -39,21 +37,20 @@ def server_variant(preamble: str, flags: list[str], grpc_port: int, metrics_port
 
 
 def levers(workdir: Path, rounds: int, seconds: int) -> str:
-    (workdir / run.REQUEST_FILE).write_bytes(grpc_frame(run.REQUEST.SerializeToString()))
+    run.write_request_file(workdir)
     concurrency = run.pod_envoy_concurrency()
     arms: dict[str, run.Arm] = {}
     pids: dict[str, dict[str, int]] = {}
     with ExitStack() as stack:
         for index, (name, (preamble, flags)) in enumerate(VARIANTS.items()):
-            ports = Ports(*distinct_free_ports(5))
+            ports = free_ports()
             server = stack.enter_context(
                 running(server_variant(preamble, flags, ports.grpc, ports.metrics), workdir / f"server-{index}.log")
             )
             wait_until_ready(functools.partial(server_is_serving, ports.grpc), server, f"gcd-server ({name})")
             config = workdir / f"envoy-{index}.yaml"
             write_local_config(config, ports)
-            command = [*envoy_command(config), "--concurrency", concurrency, "--disable-hot-restart"]
-            envoy = stack.enter_context(running(run.pinned(run.CPU_REST, command), workdir / f"envoy-{index}.log"))
+            envoy = stack.enter_context(running(run.pinned_envoy(config), workdir / f"envoy-{index}.log"))
             wait_until_ready(functools.partial(url_answers_ok, health_url(ports)), envoy, f"Envoy ({name})")
             arms[name] = run.Arm(name, False, ports.envoy, "envoy")
             pids[name] = {"server": server.pid, "envoy": envoy.pid}

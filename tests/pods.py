@@ -17,13 +17,11 @@ from types import TracebackType
 import envoy
 
 from gcd_stack.envoy_config import LOOPBACK, write_local_config
-from gcd_stack.processes import server_is_serving, url_answers_ok
+from gcd_stack.processes import STOP_TIMEOUT_SECONDS, server_is_serving, url_answers_ok
 from gcd_testing.ports import free_ports
 
 from deployment import Manifest, container, dockerfile_stages, find
 from processes import SCRIPTS, running, wait_for_start
-
-SERVER_EXIT_TIMEOUT_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ class Pod:
 
     def server_exit_code(self) -> int:
         assert self._server is not None
-        return self._server.wait(SERVER_EXIT_TIMEOUT_SECONDS)
+        return self._server.wait(STOP_TIMEOUT_SECONDS)
 
     def stop_server(self) -> int:
         self.signal_server()
