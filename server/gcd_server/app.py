@@ -1,9 +1,7 @@
 """gcd-server: builds the gRPC server, serves until SIGTERM or SIGINT, then drains and exits 0."""
 
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from concurrent import futures
 from importlib.metadata import version
@@ -17,6 +15,7 @@ from gcd_server.metrics import RpcMetrics, serve_metrics
 from gcd_server.reflection import enable_reflection
 from gcd_server.servicer import GCDServicer
 from gcd_server.settings import Settings, configure_logging, host_port, parse_settings
+from gcd_server.stop_signal import StopSignal
 
 SERVICE_NAME = gcd_pb2.DESCRIPTOR.services_by_name["GCDService"].full_name
 VERSION = version("gcd-service")
@@ -94,9 +93,7 @@ def serve(settings: Settings) -> None:
     """Serves until SIGTERM or SIGINT, then refuses new RPCs and lets in-flight ones finish."""
     server, health_servicer = build_server(settings)
     start_metrics(settings)
-    stop_requested = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda received, _frame: stop_requested.set())
+    stop_signal = StopSignal()
 
     envoy = EnvoySidecar(settings.envoy_admin) if settings.envoy_admin else None
     server.start()
@@ -104,7 +101,7 @@ def serve(settings: Settings) -> None:
         envoy.readmit_in_background()
     metrics = f", metrics on port {settings.metrics_port}" if settings.metrics_port else ""
     log.info("gcd-server %s serving %s on %s%s", VERSION, SERVICE_NAME, settings.address, metrics)
-    stop_requested.wait()
+    stop_signal.wait()
 
     drain(server, health_servicer, settings.grace_seconds, envoy)
     log.info("stopped")

@@ -3,14 +3,13 @@
 import argparse
 import dataclasses
 import logging
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from gcd_server.settings import configure_logging, port_number
+from gcd_server.stop_signal import StopSignal
 
 try:
     from gcd_stack.envoy_config import LOOPBACK
@@ -72,16 +71,14 @@ def _print_ready(ports: Ports, health_url: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     ports = parse_ports(argv)
     configure_logging("INFO")
-    stop_requested = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda received, _frame: stop_requested.set())
+    stop_signal = StopSignal()
 
     with tempfile.TemporaryDirectory(prefix="gcd-stack-") as workdir:
         stack = Stack(ports, Path(workdir))
         try:
             stack.start()
             _print_ready(ports, stack.health_url)
-            stack.supervise(stop_requested)
+            stack.supervise(stop_signal)
         except StackError as error:
             log.error("%s", error)
             sys.exit(1)

@@ -6,10 +6,10 @@ import logging
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
+from gcd_server.stop_signal import StopSignal
 from gcd_stack.envoy_config import LOOPBACK, write_local_config
 from gcd_stack.ports import Ports
 from gcd_stack.processes import (
@@ -80,12 +80,12 @@ class Stack:
         envoy_admin = f"http://{LOOPBACK}:{self.ports.envoy_admin}"
         return _spawn(server_command(self.ports.grpc, self.ports.metrics, "--envoy-admin", envoy_admin))
 
-    def supervise(self, stop_requested: threading.Event) -> None:
-        """Restarts gcd-server whenever it dies, until stop_requested; fails if Envoy dies."""
+    def supervise(self, stop_signal: StopSignal) -> None:
+        """Restarts gcd-server whenever it dies, until stop_signal; fails if Envoy dies."""
         assert self._server is not None and self._envoy is not None, "start() first"
         started_at = time.monotonic()
         delay = _FIRST_RESTART_DELAY_SECONDS
-        while not stop_requested.wait(_POLL_SECONDS):
+        while not stop_signal.wait(_POLL_SECONDS):
             if self._envoy.poll() is not None:
                 raise StackError(f"Envoy exited with code {self._envoy.returncode}")
             if self._server.poll() is None:
@@ -93,7 +93,7 @@ class Stack:
             if time.monotonic() - started_at > _STABLE_AFTER_SECONDS:
                 delay = _FIRST_RESTART_DELAY_SECONDS
             log.warning("gcd-server exited with code %s; restarting in %.1fs", self._server.returncode, delay)
-            if stop_requested.wait(delay):
+            if stop_signal.wait(delay):
                 break
             self._server = self._start_server()
             started_at = time.monotonic()
