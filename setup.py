@@ -2,13 +2,20 @@
 
 Nothing generated is committed: every build compiles proto/gcd/v1/gcd.proto afresh, so the
 Python modules, their type stubs and the descriptor set Envoy transcodes with cannot drift
-from the API definition.
+from the API definition. The build also assembles the /docs page: envoy/docs/ and Swagger UI's
+files from the swagger-ui-dist release pinned below.
 """
 
+import base64
+import hashlib
 import importlib.util
+import io
 import json
+import os
 import shutil
 import sysconfig
+import tarfile
+import urllib.request
 from pathlib import Path
 
 import google.api.annotations_pb2
@@ -25,6 +32,14 @@ API_PROTO = "gcd/v1/gcd.proto"
 DESCRIPTOR_SET = "gcd/v1/gcd.pb"
 OPENAPI = "gcd/v1/openapi.json"
 ENVOY_CONFIG = ROOT / "envoy" / "envoy.yaml"
+# The /docs page: its own files, and Swagger UI's, beside the OpenAPI document they render.
+DOCS_PAGE = ROOT / "envoy" / "docs"
+DOCS = "gcd/v1/docs"
+# Swagger UI's official prebuilt assets, as npm publishes them; the integrity is the registry's
+# own (npm view swagger-ui-dist@VERSION dist.integrity), checked before anything is unpacked.
+SWAGGER_UI_VERSION = "5.35.0"
+SWAGGER_UI_INTEGRITY = "sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ=="
+SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui-bundle.js.LICENSE.txt", "swagger-ui.css", "LICENSE", "NOTICE")
 
 
 def proto_include_dirs() -> list[Path]:
@@ -70,11 +85,41 @@ def write_openapi(out_dir: Path, version: str) -> None:
     (out_dir / OPENAPI).write_text(json.dumps(document, indent=1) + "\n")
 
 
+def swagger_ui_tarball() -> bytes:
+    """The pinned swagger-ui-dist release, from the npm registry once, then from the user's cache."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gcd-service"
+    cached = cache / f"swagger-ui-dist-{SWAGGER_UI_VERSION}.tgz"
+    if cached.exists():
+        tarball = cached.read_bytes()
+    else:
+        url = f"https://registry.npmjs.org/swagger-ui-dist/-/swagger-ui-dist-{SWAGGER_UI_VERSION}.tgz"
+        with urllib.request.urlopen(url, timeout=60) as response:
+            tarball = response.read()
+    algorithm, digest = SWAGGER_UI_INTEGRITY.split("-", 1)
+    if base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode() != digest:
+        raise RuntimeError(f"swagger-ui-dist {SWAGGER_UI_VERSION}: the download does not match its integrity")
+    cache.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(tarball)
+    return tarball
+
+
+def write_docs_page(out_dir: Path) -> None:
+    """The /docs page Envoy serves: envoy/docs/ and the Swagger UI files it loads."""
+    target = out_dir / DOCS
+    shutil.copytree(DOCS_PAGE, target, dirs_exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(swagger_ui_tarball()), mode="r:gz") as archive:
+        for name in SWAGGER_UI_FILES:
+            member = archive.extractfile(f"package/{name}")
+            assert member is not None, name
+            (target / name).write_bytes(member.read())
+
+
 class BuildPyWithGeneratedApi(build_py):
     def run(self) -> None:
         super().run()
         build_lib = Path(self.build_lib)
         compile_api(build_lib, self.distribution.get_version())
+        write_docs_page(build_lib)
         # The local stack runs Envoy with the very file the pod uses.
         shutil.copyfile(ENVOY_CONFIG, build_lib / "gcd_stack" / "envoy.yaml")
 

@@ -4,10 +4,11 @@ Called by the build (setup.py) on the descriptor set it has just compiled, so th
 cannot drift from proto/: it names each annotated method's path and verb, its path parameters
 with their proto3 JSON types, its answer, and the google.rpc.Status body of every error the
 Envoy in front can answer with. A binding it does not describe (a body, query parameters, custom
-verbs, {name=...} templates, additional bindings) stops the build with its name, rather than
-leave a method out of the document or describe it wrongly.
+verbs other than HEAD, {name=...} templates) stops the build with its name, rather than leave a
+method out of the document or describe it wrongly.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from google.api import annotations_pb2
@@ -30,6 +31,7 @@ _JSON_TYPES: dict[int, dict[str, Any]] = {
 ERRORS = {
     "400": "an operand that is not a decimal uint64, or a body that contradicts the path (code 3)",
     "404": "no such path or method (code 5)",
+    "405": "a method other than GET or HEAD on a read-only path; Allow names them (code 12)",
     "408": "request headers not complete within 10 s (code 4)",
     "413": "a request body over 4 KiB (code 3)",
     "429": "the server is at its limit of concurrent calls (code 8)",
@@ -53,15 +55,22 @@ class UnsupportedBindingError(ValueError):
     """An HTTP binding this generator would describe wrongly: the build stops rather than ship it."""
 
 
-def _unsupported(rule: Any, verb: str | None, template: str, request: descriptor_pb2.DescriptorProto) -> list[str]:
-    """What of a method's HTTP binding this generator does not describe."""
-    problems = []
+def _verb_and_template(rule: Any) -> tuple[str, str]:
+    """The OpenAPI operation and path of one binding; HEAD, a custom kind in google.api.http, is
+    an operation of OpenAPI's own."""
+    verb = rule.WhichOneof("pattern")
     if verb == "custom":
+        return rule.custom.kind.lower(), rule.custom.path
+    return verb, getattr(rule, verb)
+
+
+def _unsupported(rule: Any, verb: str, template: str, request: descriptor_pb2.DescriptorProto) -> list[str]:
+    """What of one HTTP binding of a method this generator does not describe."""
+    problems = []
+    if rule.WhichOneof("pattern") == "custom" and verb != "head":
         problems.append(f"a custom verb ({rule.custom.kind})")
     if rule.body:
         problems.append(f'a request body (body: "{rule.body}")')
-    if rule.additional_bindings:
-        problems.append("additional_bindings")
     if ":" in template.rsplit("/", 1)[-1]:
         problems.append(f"a verb suffix in {template}")
     fields = {field.name: field for field in request.field}
@@ -105,32 +114,36 @@ def openapi_document(descriptors: descriptor_pb2.FileDescriptorSet, title: str, 
     for file in descriptors.file:
         for service in file.service:
             for method in service.method:
-                rule = method.options.Extensions[annotations_pb2.http]
-                verb = rule.WhichOneof("pattern")
-                if verb is None:
+                primary = method.options.Extensions[annotations_pb2.http]
+                if primary.WhichOneof("pattern") is None:
                     continue
-                template = "" if verb == "custom" else getattr(rule, verb)
                 request = messages[method.input_type]
-                problems = _unsupported(rule, verb, template, request)
-                if problems:
-                    refused.append(f"{file.package}.{service.name}/{method.name}: {'; '.join(problems)}")
-                    continue
                 fields = {field.name: field for field in request.field}
-                names = [part[1:-1] for part in template.split("/") if part.startswith("{")]
                 response_name = method.output_type.lstrip(".")
                 schemas[response_name] = _schema(messages[method.output_type])
-                paths.setdefault(template, {})[verb] = {
-                    "operationId": f"{service.name}.{method.name}",
-                    "summary": f"{file.package}.{service.name}/{method.name}",
-                    "parameters": [
-                        {"name": name, "in": "path", "required": True, "schema": _JSON_TYPES[fields[name].type]}
-                        for name in names
-                    ],
-                    "responses": {
-                        "200": _json_response("the answer", response_name),
-                        **{status: _json_response(text, "google.rpc.Status") for status, text in ERRORS.items()},
-                    },
-                }
+                for rule in (primary, *primary.additional_bindings):
+                    verb, template = _verb_and_template(rule)
+                    problems = _unsupported(rule, verb, template, request)
+                    if problems:
+                        refused.append(f"{file.package}.{service.name}/{method.name}: {'; '.join(problems)}")
+                        continue
+                    names = [part[1:-1] for part in template.split("/") if part.startswith("{")]
+                    # A HEAD answer is the GET answer's status and headers, without the body.
+                    answer: Callable[[str, str], dict[str, Any]] = (
+                        _json_response if verb != "head" else lambda text, schema: {"description": text}
+                    )
+                    paths.setdefault(template, {})[verb] = {
+                        "operationId": f"{service.name}.{method.name}" + ("" if rule is primary else f".{verb}"),
+                        "summary": f"{file.package}.{service.name}/{method.name}",
+                        "parameters": [
+                            {"name": name, "in": "path", "required": True, "schema": _JSON_TYPES[fields[name].type]}
+                            for name in names
+                        ],
+                        "responses": {
+                            "200": answer("the answer", response_name),
+                            **{status: answer(text, "google.rpc.Status") for status, text in ERRORS.items()},
+                        },
+                    }
     if refused:
         raise UnsupportedBindingError(
             "proto/openapi.py cannot describe these HTTP bindings; teach it to, or change them:\n  "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sysconfig
 import threading
@@ -92,11 +93,13 @@ def stack_command(ports: Ports) -> list[str]:
 
 
 @contextmanager
-def running_stack(log_dir: Path) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
+def running_stack(
+    log_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
     """gcd-stack on free ports, once it says it is ready (and so supervises the server); logs in
-    log_dir/stack.*."""
+    log_dir/stack.*. env adds to this process's environment, which the server and Envoy inherit."""
     ports = free_ports()
-    with running(stack_command(ports), log_dir, "stack") as process:
+    with running(stack_command(ports), log_dir, "stack", {**os.environ, **(env or {})}) as process:
         wait_for_start(process, lambda: "gcd-stack ready" in (log_dir / "stack.out").read_text(), log_dir, "stack")
         yield ports, process
 

@@ -13,11 +13,13 @@ import pytest
 from gcd_server.app import SERVICE_NAME, VERSION
 from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
 from gcd_stack.envoy_config import (
+    IMAGE_FILES,
     TRANSCODER,
     connection_manager,
+    file_routes,
     health_path,
     http_filter,
-    openapi_route,
+    installed_file,
     packaged_config,
 )
 from gcd_stack.processes import POD_ENVOY_FLAGS, default_ports
@@ -146,10 +148,15 @@ def test_the_image_carries_the_config_and_descriptor_envoy_is_told_to_use(pi: li
     assert stage.exec_form("CMD")[:2] == ["-c", config_path]
     # Not the base image's /home/nonroot, which the pod's user cannot enter.
     assert stage.last("WORKDIR") == str(Path(config_path).parent)
-    descriptor = http_filter(packaged_config(), TRANSCODER)["proto_descriptor"]
-    assert stage.copied_from("wheel")[descriptor].endswith("/gcd/v1/gcd.pb")
-    openapi = openapi_route(packaged_config())["direct_response"]["body"]["filename"]
-    assert stage.copied_from("wheel")[openapi].endswith("/gcd/v1/openapi.json")
+    # Every generated file the config names comes from the wheel, where the stack finds it too.
+    named = [http_filter(packaged_config(), TRANSCODER)["proto_descriptor"]]
+    named += [route["direct_response"]["body"]["filename"] for route in file_routes(packaged_config()).values()]
+    from_wheel = stage.copied_from("wheel")
+    for path in named:
+        (copied,) = [target for target in from_wheel if path == target or path.startswith(target.rstrip("/") + "/")]
+        source = from_wheel[copied] + path.removeprefix(copied)
+        site_packages = installed_file(IMAGE_FILES).parents[1]
+        assert source.removeprefix("/api/") == str(installed_file(path).relative_to(site_packages))
 
 
 def test_images_run_as_the_users_the_pod_names(pi: list[Manifest]) -> None:

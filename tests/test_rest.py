@@ -64,16 +64,33 @@ def test_bad_operand_is_400_naming_the_parameter(stack_ports: Ports, path: str, 
         ("GET", "/gcd/12/18/1"),
         ("GET", "/"),
         ("GET", "/foo"),
-        ("POST", "/gcd/12/18"),
-        ("PUT", "/gcd/12/18"),
-        ("DELETE", "/gcd/12/18"),
+        ("POST", "/foo"),
     ],
 )
-def test_unknown_path_or_method_is_404(stack_ports: Ports, method: str, path: str) -> None:
+def test_unknown_path_is_404(stack_ports: Ports, method: str, path: str) -> None:
     reply = http_request(stack_ports.envoy, path, method=method)
     assert reply.status == 404
     assert_rest_reply(reply)
     assert reply.json() == {"code": 5, "message": f"Could not resolve {path} to a method."}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/gcd/12/18", "/gcd/12/18/", "/openapi.json", "/docs", "/docs/docs.js"])
+def test_another_method_on_a_read_only_path_is_405_with_allow(stack_ports: Ports, method: str, path: str) -> None:
+    reply = http_request(stack_ports.envoy, path, method=method)
+    assert reply.status == 405
+    assert reply.headers["allow"] == "GET, HEAD"
+    assert_rest_reply(reply)
+    assert reply.json() == {"code": 12, "message": "this path answers GET and HEAD only"}
+
+
+@pytest.mark.parametrize("path", ["/gcd/12/18", "/gcd/abc/18", "/openapi.json", "/docs"])
+def test_head_answers_as_get_does_without_the_body(stack_ports: Ports, path: str) -> None:
+    get = http_request(stack_ports.envoy, path)
+    head = http_request(stack_ports.envoy, path, method="HEAD")
+    assert (head.status, head.body) == (get.status, b"")
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert int(head.headers["content-length"]) == len(get.body)
 
 
 def test_a_body_cannot_replace_the_operands(stack_ports: Ports) -> None:

@@ -1,12 +1,12 @@
 """envoy/envoy.yaml, adapted to run on this machine: the same config with other ports.
 
 Only what must differ on a workstation is replaced: the ports, the bind addresses (loopback, so
-nothing is exposed to the network) and the paths of the descriptor set and the OpenAPI document
-(installed with the gcd package rather than baked into the image at /etc/envoy). Everything else
-is exactly what the pod runs.
+nothing is exposed to the network) and the paths of the files the build generated (the
+descriptor set, the OpenAPI document, the /docs page), installed with the gcd package here and
+baked into the image under /etc/envoy there, in the same layout. Everything else is exactly
+what the pod runs.
 """
 
-import copy
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,10 @@ METRICS_LISTENER = "metrics"
 CLUSTER = "gcd_server"
 ADMIN_CLUSTER = "envoy_admin"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+CORS_FILTER = "envoy.filters.http.cors"
+# The Envoy container's variable that lists the origins allowed to call from browsers; read by
+# the CORS policy's Lua matcher in envoy/envoy.yaml (a test holds the two alike).
+CORS_ORIGINS_VARIABLE = "GCD_CORS_ALLOWED_ORIGINS"
 HEALTH_CHECK_FILTER = "envoy.filters.http.health_check"
 
 Config = dict[str, Any]
@@ -32,14 +36,34 @@ def packaged_config() -> Config:
     return config
 
 
+# Where the image keeps what the build generated; the gcd.v1 package holds the same files.
+IMAGE_FILES = "/etc/envoy/"
+
+
+def installed_file(image_path: str) -> Path:
+    """The installed copy of a file the image keeps under IMAGE_FILES."""
+    return Path(str(resources.files("gcd.v1").joinpath(image_path.removeprefix(IMAGE_FILES))))
+
+
 def descriptor_set_path() -> Path:
     """The descriptor set the build generated from proto/, installed beside gcd_pb2."""
-    return Path(str(resources.files("gcd.v1").joinpath("gcd.pb")))
+    return installed_file(IMAGE_FILES + "gcd.pb")
 
 
 def openapi_path() -> Path:
     """The OpenAPI document the build generated from proto/, installed beside gcd_pb2."""
-    return Path(str(resources.files("gcd.v1").joinpath("openapi.json")))
+    return installed_file(IMAGE_FILES + "openapi.json")
+
+
+def _with_installed_files(node: Any) -> Any:
+    """node with every path under IMAGE_FILES replaced by the installed file's."""
+    if isinstance(node, dict):
+        return {key: _with_installed_files(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_installed_files(item) for item in node]
+    if isinstance(node, str) and node.startswith(IMAGE_FILES):
+        return str(installed_file(node))
+    return node
 
 
 def _socket_address(holder: Config) -> Config:
@@ -80,11 +104,30 @@ def stat_prefix(config: Config) -> str:
     return prefix
 
 
+def cors_policy(config: Config) -> Config:
+    """The CORS policy of the REST/gRPC listener's one virtual host."""
+    virtual_host = connection_manager(config)["route_config"]["virtual_hosts"][0]
+    policy: Config = virtual_host["typed_per_filter_config"][CORS_FILTER]
+    return policy
+
+
+def routes(config: Config) -> list[Config]:
+    found: list[Config] = connection_manager(config)["route_config"]["virtual_hosts"][0]["routes"]
+    return found
+
+
+def file_routes(config: Config) -> dict[str, Config]:
+    """The routes that answer with a file, by path: the OpenAPI document and the /docs page."""
+    return {
+        route["match"]["path"]: route
+        for route in routes(config)
+        if "filename" in route.get("direct_response", {}).get("body", {})
+    }
+
+
 def openapi_route(config: Config) -> Config:
     """The route that serves the OpenAPI document."""
-    routes = connection_manager(config)["route_config"]["virtual_hosts"][0]["routes"]
-    route: Config = next(route for route in routes if "direct_response" in route)
-    return route
+    return file_routes(config)["/openapi.json"]
 
 
 def health_path(config: Config) -> str:
@@ -95,7 +138,7 @@ def health_path(config: Config) -> str:
 def local_config(config: Config, ports: Ports) -> Config:
     """config with the given ports, every address on loopback, and the generated files that
     were installed with the package."""
-    local = copy.deepcopy(config)
+    local: Config = _with_installed_files(config)
     for address, port in (
         (_socket_address(_listener(local)), ports.envoy),
         (_socket_address(local["admin"]), ports.envoy_admin),
@@ -105,8 +148,6 @@ def local_config(config: Config, ports: Ports) -> Config:
     ):
         address["address"] = LOOPBACK
         address["port_value"] = port
-    http_filter(local, TRANSCODER)["proto_descriptor"] = str(descriptor_set_path())
-    openapi_route(local)["direct_response"]["body"]["filename"] = str(openapi_path())
     return local
 
 
