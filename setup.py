@@ -39,7 +39,14 @@ DOCS = "gcd/v1/docs"
 # own (npm view swagger-ui-dist@VERSION dist.integrity), checked before anything is unpacked.
 SWAGGER_UI_VERSION = "5.35.0"
 SWAGGER_UI_INTEGRITY = "sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ=="
-SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui-bundle.js.LICENSE.txt", "swagger-ui.css", "LICENSE", "NOTICE")
+SWAGGER_UI_FILES = (
+    "swagger-ui-bundle.js",
+    "swagger-ui-bundle.js.LICENSE.txt",
+    "swagger-ui.css",
+    "favicon-32x32.png",
+    "LICENSE",
+    "NOTICE",
+)
 
 
 def proto_include_dirs() -> list[Path]:

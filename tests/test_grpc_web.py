@@ -3,21 +3,18 @@ answer in a data frame, the status in a trailer frame (or, for an error, in the 
 
 import base64
 import re
-import struct
 
 import pytest
 
 from gcd.v1 import gcd_pb2
 from gcd_stack.ports import Ports
-from gcd_testing.grpc_frame import grpc_frame
+from gcd_testing.grpc_frame import GRPC_WEB_TRAILER_FLAG, grpc_frame, grpc_web_frames, grpc_web_trailers
 
 from clients import Reply, http_request
 
 COMPUTE = "/gcd.v1.GCDService/Compute"
 BINARY = "application/grpc-web+proto"
 TEXT = "application/grpc-web-text"
-# A gRPC-Web frame whose flag has this bit set carries the trailers, as HTTP/1.1 header lines.
-TRAILER_FLAG = 0x80
 
 
 def grpc_web_call(port: int, path: str, body: bytes, content_type: str = BINARY) -> Reply:
@@ -32,20 +29,6 @@ def decode_text(body: bytes) -> bytes:
     return b"".join(base64.b64decode(chunk) for chunk in re.findall(rb"[A-Za-z0-9+/]+=*", body))
 
 
-def frames(body: bytes) -> list[tuple[int, bytes]]:
-    found = []
-    while body:
-        flag, length = struct.unpack(">BI", body[:5])
-        found.append((flag, body[5 : 5 + length]))
-        body = body[5 + length :]
-    return found
-
-
-def trailers(payload: bytes) -> dict[str, str]:
-    lines = [line.split(":", 1) for line in payload.decode().split("\r\n") if line]
-    return {name.strip().lower(): value.strip() for name, value in lines}
-
-
 @pytest.mark.parametrize("content_type", [BINARY, TEXT])
 def test_compute_answers_in_a_data_frame_then_a_trailer_frame(stack_ports: Ports, content_type: str) -> None:
     request = gcd_pb2.ComputeRequest(a=12, b=18).SerializeToString()
@@ -53,10 +36,10 @@ def test_compute_answers_in_a_data_frame_then_a_trailer_frame(stack_ports: Ports
     assert reply.status == 200
     assert reply.headers["content-type"].startswith(content_type)
     body = decode_text(reply.body) if content_type == TEXT else reply.body
-    (data_flag, message), (trailer_flag, trailer_block) = frames(body)
+    (data_flag, message), (trailer_flag, trailer_block) = grpc_web_frames(body)
     assert data_flag == 0 and gcd_pb2.ComputeResponse.FromString(message).result == 6
-    assert trailer_flag == TRAILER_FLAG
-    assert trailers(trailer_block)["grpc-status"] == "0"
+    assert trailer_flag == GRPC_WEB_TRAILER_FLAG
+    assert grpc_web_trailers(trailer_block)["grpc-status"] == "0"
 
 
 @pytest.mark.parametrize(
