@@ -1,9 +1,11 @@
-"""Hostile REST input against the real stack: a fixed corpus and Hypothesis-made path segments.
+"""Hostile HTTP input against the real stack, on every route of Envoy's port (REST, CORS
+preflights, the /docs page, gRPC-Web): a fixed corpus and Hypothesis-made path segments.
 
-Whatever a client sends: no 5xx, no hang, every error a JSON google.rpc.Status body, and every
-200 the right gcd of the path's operands.
+Whatever a client sends: no 5xx, no hang, every REST error a JSON google.rpc.Status body, every
+gRPC-Web error a grpc-status, and every 200 the right gcd of the path's operands.
 """
 
+import base64
 import math
 import re
 from collections.abc import Iterator
@@ -14,24 +16,40 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gcd_stack.ports import Ports
+from gcd_testing.grpc_frame import GRPC_WEB_TRAILER_FLAG, grpc_frame, grpc_web_frames, grpc_web_trailers
 
 from clients import Reply, http_request_bytes, raw_http
 from figures import record_figure
 
 UINT64_MAX = 2**64 - 1
+COMPUTE = "/gcd.v1.GCDService/Compute"
 # What Envoy's transcoder parses as a uint64: decimal digits, optionally after a plus sign.
 DECIMAL = re.compile(r"\+?[0-9]+")
 pytestmark = pytest.mark.faults
 
-seen = {"cases": 0, "5xx": 0}
+ROUTES = ("REST", "CORS preflight", "/docs", "gRPC-Web")
+tried = dict.fromkeys(ROUTES, 0)
+server_errors = {"5xx": 0}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def figures_of_this_module() -> Iterator[None]:
     """Recorded once the module's last test is done, whichever order the tests ran in."""
     yield
-    record_figure("hostile REST requests tried", seen["cases"])
-    record_figure("5xx answers to them", seen["5xx"])
+    record_figure(f"hostile HTTP requests tried: {' / '.join(ROUTES)}", " / ".join(map(str, tried.values())))
+    record_figure("5xx answers to them", server_errors["5xx"])
+
+
+def route_of(request: bytes) -> str:
+    """Which of Envoy's routes a request is meant for, for the figures."""
+    head = request.split(b"\r\n\r\n", 1)[0].lower()
+    if head.startswith(b"options ") and b"access-control-request-method:" in head:
+        return "CORS preflight"
+    if b"content-type: application/grpc-web" in head:
+        return "gRPC-Web"
+    if re.match(rb"[a-z]+ /docs\b", head):
+        return "/docs"
+    return "REST"
 
 
 def get(target: str, **headers: str) -> bytes:
@@ -40,6 +58,27 @@ def get(target: str, **headers: str) -> bytes:
 
 # Requests that claim to be gRPC get gRPC's answer: HTTP 200 with a non-zero grpc-status.
 GRPC_ERROR = "gRPC error"
+# gRPC-Web's answer to a bad call: a non-zero grpc-status, in the headers or the trailer frame.
+GRPC_WEB_ERROR = "gRPC-Web error"
+# A gRPC-Web answer, whatever its grpc-status. Envoy's grpc_web filter passes a binary body on as
+# it is (envoyproxy/envoy source/extensions/filters/http/grpc_web/grpc_web_filter.cc), and to a
+# frame whose flag has the trailer bit set grpcio 1.85 answers gcd(0, 0) with status 0.
+GRPC_WEB_ANSWER = "gRPC-Web answer"
+# A CORS preflight, answered by Envoy itself: 200 and no body.
+PREFLIGHT = "preflight answered"
+# One of the /docs page's files, or the OpenAPI document.
+STATIC = "a static file"
+
+
+def preflight(path: str, origin: str = "https://page.example", method: str = "GET", **headers: str) -> bytes:
+    asked = {"origin": origin, "access-control-request-method": method, **headers}
+    return http_request_bytes("OPTIONS", path, asked)
+
+
+def grpc_web(body: bytes, path: str = "/gcd.v1.GCDService/Compute", text: bool = False) -> bytes:
+    content_type = "application/grpc-web-text" if text else "application/grpc-web+proto"
+    return http_request_bytes("POST", path, {"content-type": content_type, "x-grpc-web": "1"}, body)
+
 
 # (what it is, the bytes sent, the result a 200 must carry, None where only a 4xx is right, or
 # GRPC_ERROR)
@@ -83,7 +122,7 @@ CORPUS: list[tuple[str, bytes, str | None]] = [
     ("admin stats through the public port", get("/stats"), None),
     ("admin config_dump through the public port", get("/config_dump"), None),
     ("admin healthcheck/fail through the public port", http_request_bytes("POST", "/healthcheck/fail"), None),
-    ("gRPC path as REST", get("/gcd.v1.GCDService/Compute"), None),
+    ("gRPC path as REST", get(COMPUTE), None),
     ("health path as REST", get("/grpc.health.v1.Health/Check"), None),
     *((f"method {m}", http_request_bytes(m, "/gcd/12/18"), None) for m in ("POST", "PUT", "DELETE", "PATCH")),
     *((f"method {m}", http_request_bytes(m, "/gcd/12/18"), None) for m in ("OPTIONS", "TRACE", "FOO")),
@@ -112,7 +151,61 @@ CORPUS: list[tuple[str, bytes, str | None]] = [
         get("/gcd.v1.GCDService/Compute", **{"content-type": "application/grpc"}),
         GRPC_ERROR,
     ),
-    ("gRPC-Web content-type", get("/gcd/12/18", **{"content-type": "application/grpc-web"}), "6"),
+    ("GET with a gRPC-Web content-type", get("/gcd/12/18", **{"content-type": "application/grpc-web"}), GRPC_WEB_ERROR),
+    ("preflight", preflight("/gcd/12/18"), PREFLIGHT),
+    ("preflight of an error", preflight("/gcd/abc/18"), PREFLIGHT),
+    (
+        "preflight for gRPC-Web",
+        preflight(COMPUTE, method="POST", **{"access-control-request-headers": "x-grpc-web"}),
+        PREFLIGHT,
+    ),
+    ("preflight asking for DELETE", preflight("/gcd/12/18", method="DELETE"), PREFLIGHT),
+    (
+        "preflight asking for 200 headers",
+        preflight("/gcd/12/18", **{"access-control-request-headers": ",".join(f"x-{i}" for i in range(200))}),
+        PREFLIGHT,
+    ),
+    ("preflight from origin null", preflight("/gcd/12/18", origin="null"), PREFLIGHT),
+    ("preflight from an 8 kB origin", preflight("/gcd/12/18", origin="https://" + "a" * 8000), PREFLIGHT),
+    ("preflight from an empty origin", preflight("/gcd/12/18", origin=""), None),
+    (
+        "preflight from a non-ASCII origin",
+        b"OPTIONS /gcd/12/18 HTTP/1.1\r\nHost: x\r\nOrigin: http://\xc3\xa9.example\r\n"
+        b"Access-Control-Request-Method: GET\r\n\r\n",
+        PREFLIGHT,
+    ),
+    ("preflight to an unknown path", preflight("/nowhere"), PREFLIGHT),
+    (
+        "two Origin headers",
+        b"GET /gcd/12/18 HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\nOrigin: http://b.example\r\n\r\n",
+        "6",
+    ),
+    ("docs", get("/docs"), STATIC),
+    ("docs with a query", get("/docs/docs.js?v=1"), STATIC),
+    ("docs with a body", http_request_bytes("GET", "/docs", body=b"x" * 100), STATIC),
+    ("docs dot segments to the OpenAPI document", get("/docs/../openapi.json"), STATIC),
+    ("docs traversal", get("/docs/../../etc/passwd"), None),
+    ("docs encoded traversal", get("/docs/%2e%2e/%2e%2e/etc/passwd"), None),
+    ("docs encoded-slash traversal", get("/docs/..%2f..%2fetc%2fpasswd"), None),
+    ("docs file not served", get("/docs/index.html"), None),
+    ("docs source map", get("/docs/swagger-ui-bundle.js.map"), None),
+    ("docs in capitals", get("/DOCS"), None),
+    ("docs by POST", http_request_bytes("POST", "/docs", body=b"x"), None),
+    ("gRPC-Web garbage", grpc_web(b"\xff" * 10), GRPC_WEB_ANSWER),
+    ("gRPC-Web empty body", grpc_web(b""), GRPC_WEB_ERROR),
+    ("gRPC-Web frame claiming 4 GiB", grpc_web(grpc_frame(b"\x08\x01", declared_length=2**32 - 1)), GRPC_WEB_ERROR),
+    ("gRPC-Web trailer frame from the client", grpc_web(b"\x80" + grpc_frame(b"grpc-status:0")[1:]), GRPC_WEB_ANSWER),
+    ("gRPC-Web compressed flag, no encoding", grpc_web(grpc_frame(b"\x08\x01", compressed=True)), GRPC_WEB_ERROR),
+    ("gRPC-Web undecodable message", grpc_web(grpc_frame(b"\xff\xff\xff")), GRPC_WEB_ERROR),
+    ("gRPC-Web 5 kB message", grpc_web(grpc_frame(b"\x0a" + b"\x80" * 5000)), GRPC_WEB_ERROR),
+    ("gRPC-Web to an unknown method", grpc_web(grpc_frame(b""), "/gcd.v1.GCDService/Nope"), GRPC_WEB_ERROR),
+    ("gRPC-Web on the REST path", grpc_web(grpc_frame(b""), "/gcd/12/18"), GRPC_WEB_ERROR),
+    ("gRPC-Web text, not base64", grpc_web(b"!!!", text=True), GRPC_WEB_ERROR),
+    (
+        "gRPC-Web text, truncated base64",
+        grpc_web(base64.b64encode(grpc_frame(b"\x08\x0c\x10\x12"))[:-3], text=True),
+        GRPC_WEB_ERROR,
+    ),
     ("HTTP/1.0", http_request_bytes("GET", "/gcd/12/18", version="HTTP/1.0"), "6"),
     ("HTTP/1.0 without Host", b"GET /gcd/12/18 HTTP/1.0\r\n\r\n", "6"),
     ("unknown HTTP version", http_request_bytes("GET", "/gcd/12/18", version="HTTP/9.9"), "6"),
@@ -138,13 +231,28 @@ CORPUS: list[tuple[str, bytes, str | None]] = [
 ]
 
 
-def check(reply: Reply, expected_result: str | None, method: str = "GET") -> None:
-    seen["cases"] += 1
+def check(reply: Reply, expected_result: str | None, route: str = "REST", method: str = "GET") -> None:
+    tried[route] += 1
     if reply.status >= 500:
-        seen["5xx"] += 1
+        server_errors["5xx"] += 1
     assert reply.status < 500, (reply.status, reply.body[:200])
     if expected_result == GRPC_ERROR:
         assert reply.status == 200 and reply.headers["grpc-status"] != "0", reply.headers
+        return
+    if expected_result in (GRPC_WEB_ERROR, GRPC_WEB_ANSWER):
+        status = reply.headers.get("grpc-status")
+        if status is None:
+            *_, (flag, trailers) = grpc_web_frames(reply.body)
+            status = grpc_web_trailers(trailers)["grpc-status"] if flag == GRPC_WEB_TRAILER_FLAG else None
+        assert status is not None and (expected_result == GRPC_WEB_ANSWER or status != "0"), (reply, status)
+        return
+    if expected_result == PREFLIGHT:
+        assert (reply.status, reply.body) == (200, b""), (reply.status, reply.body[:200])
+        assert reply.headers["access-control-allow-methods"]
+        return
+    if expected_result == STATIC:
+        assert reply.status == 200 and reply.body, (reply.status, reply.body[:200])
+        assert reply.headers["content-type"].split(";")[0] in ("text/html", "text/javascript", "application/json")
         return
     if expected_result is not None:
         assert reply.status == 200, (reply.status, reply.body[:200])
@@ -160,11 +268,15 @@ def check(reply: Reply, expected_result: str | None, method: str = "GET") -> Non
 
 @pytest.mark.parametrize(("request_bytes", "expected_result"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
 def test_hostile_request(stack_ports: Ports, request_bytes: bytes, expected_result: str | None) -> None:
-    check(raw_http(stack_ports.envoy, request_bytes), expected_result)
+    check(raw_http(stack_ports.envoy, request_bytes), expected_result, route_of(request_bytes))
 
 
-def test_head_request_is_a_4xx_without_a_body(stack_ports: Ports) -> None:
-    check(raw_http(stack_ports.envoy, http_request_bytes("HEAD", "/gcd/12/18")), None, method="HEAD")
+@pytest.mark.parametrize("path", ["/gcd/abc/18", "/gcd/1/2/3", "/docs/nowhere", "/docs/../nowhere"])
+def test_a_bad_head_request_is_a_4xx_without_a_body(stack_ports: Ports, path: str) -> None:
+    request = http_request_bytes("HEAD", path)
+    reply = raw_http(stack_ports.envoy, request)
+    check(reply, None, route_of(request), method="HEAD")
+    assert reply.body == b""
 
 
 operands = st.one_of(
