@@ -16,6 +16,8 @@ from selenium.webdriver.chrome.service import Service
 
 from gcd_stack.envoy_config import LOOPBACK
 
+# The Debian packages that provide the two programs below.
+DEBIAN_PACKAGES = ("chromium", "chromium-driver")
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 # Long enough for Chromium on a loaded 2-core machine; a page that works answers in well under 1 s.
@@ -26,7 +28,7 @@ WAIT_SECONDS = 20
 def chromium() -> Iterator[webdriver.Chrome]:
     """Headless Chromium, its console kept for the test to read; skips where it is not installed."""
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+        pytest.skip(f"needs a browser: apt-get install {' '.join(DEBIAN_PACKAGES)} (.ci/run does)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
