@@ -45,7 +45,9 @@ def chromium() -> Iterator[webdriver.Chrome]:
 
 def console_errors(driver: webdriver.Chrome) -> list[dict[str, Any]]:
     """What the page has logged as errors since the last call: failed loads, CSP refusals, CORS."""
-    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    # selenium leaves get_log without annotations.
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    return [entry for entry in entries if entry["level"] == "SEVERE"]
 
 
 class _BlankPage(BaseHTTPRequestHandler):

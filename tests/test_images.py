@@ -196,6 +196,8 @@ def test_both_images_serve_the_pi_pod_as_it_runs_them(buildah: Buildah, tmp_path
                 "rest": "http://127.0.0.1:8080/gcd/12/18",
                 "bad operand": "http://127.0.0.1:8080/gcd/12/abc",
                 "openapi": "http://127.0.0.1:8080/openapi.json",
+                "docs": "http://127.0.0.1:8080/docs",
+                "docs script": "http://127.0.0.1:8080/docs/swagger-ui-bundle.js",
                 "server metrics": "http://127.0.0.1:9103/metrics",
                 "envoy metrics": "http://127.0.0.1:9102/stats/prometheus",
             },
@@ -220,6 +222,8 @@ def test_both_images_serve_the_pi_pod_as_it_runs_them(buildah: Buildah, tmp_path
     assert replies["rest"] == [200, '{"result":"6"}'], logs
     assert replies["bad operand"][0] == 400 and json.loads(replies["bad operand"][1])["code"] == 3
     assert replies["openapi"][0] == 200 and json.loads(replies["openapi"][1])["openapi"].startswith("3.")
+    assert replies["docs"][0] == 200 and "/docs/swagger-ui-bundle.js" in replies["docs"][1]
+    assert replies["docs script"][0] == 200 and "SwaggerUIBundle" in replies["docs script"][1]
     assert replies["server metrics"][0] == 200 and "grpc_server_handled_total" in replies["server metrics"][1]
     assert replies["envoy metrics"][0] == 200 and "envoy_cluster_upstream_rq_total" in replies["envoy metrics"][1]
     assert seen["exit_codes"] == {"server": 0, "envoy": 0}
