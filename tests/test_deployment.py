@@ -1,8 +1,10 @@
 """The images and manifests, checked without Docker or a cluster: lint, schemas, policy, and
 agreement with the server, the Envoy config and the README."""
 
+import fnmatch
 import json
 import os
+import shlex
 import subprocess
 import sys
 from importlib.metadata import version
@@ -418,3 +420,36 @@ def test_the_autoscaler_stays_within_the_pi_overlays_budget(pi: list[Manifest]) 
     # Scaling down goes one pod at a time, as the PodDisruptionBudget lets evictions go.
     assert find(pi, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     assert spec["behavior"]["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 60}]
+
+
+def _admitted_by_dockerignore(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern that matches a path decides, and ! admits."""
+    admitted = True
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = pattern.removeprefix("!").rstrip("/")
+        parts = path.split("/")
+        matches = (
+            fnmatch.fnmatch(path, body)
+            or path.startswith(body + "/")
+            or (body.startswith("**/") and body[3:] in parts)
+        )
+        if matches:
+            admitted = negated
+    return admitted
+
+
+def test_the_build_context_holds_every_file_the_dockerfile_copies() -> None:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for stage in dockerfile_stages().values():
+        for args in stage.all("COPY"):
+            words = shlex.split(args)
+            if any(word.startswith("--from") for word in words):
+                continue
+            for source in [word for word in words if not word.startswith("--")][:-1]:
+                files = [path for path in tracked if path == source or path.startswith(source.rstrip("/") + "/")]
+                assert files, source
+                refused = [path for path in files if not _admitted_by_dockerignore(path, patterns)]
+                assert not refused, f".dockerignore keeps {refused} out of the build that COPY {source} needs"
