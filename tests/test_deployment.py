@@ -44,7 +44,7 @@ from processes import REPO, SCRIPTS
 LABEL_NODES = REPO / "kustomize" / "preflight" / "label-nodes.sh"
 
 # Every kustomization a user applies: the service (base, pi) and the node preflight.
-OVERLAYS = ["base", "pi", "pi-autoscaled", "preflight"]
+OVERLAYS = ["base", "pi", "pi-autoscaled", "pi-monitored", "preflight"]
 SERVICE_OVERLAYS = ["base", "pi"]
 # The oldest release the docs support, the first with the sidecar port fix, and the newest.
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.37.0"]
@@ -430,9 +430,7 @@ def _admitted_by_dockerignore(path: str, patterns: list[str]) -> bool:
         body = pattern.removeprefix("!").rstrip("/")
         parts = path.split("/")
         matches = (
-            fnmatch.fnmatch(path, body)
-            or path.startswith(body + "/")
-            or (body.startswith("**/") and body[3:] in parts)
+            fnmatch.fnmatch(path, body) or path.startswith(body + "/") or (body.startswith("**/") and body[3:] in parts)
         )
         if matches:
             admitted = negated

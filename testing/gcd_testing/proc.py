@@ -45,3 +45,9 @@ def memory_mib(pid: int) -> tuple[float, float]:
     and more or fewer of them resident from one run to the next."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return int(status["VmHWM"].split()[0]) / 1024, int(status["RssAnon"].split()[0]) / 1024
+
+
+def resident_bytes(pid: int) -> int:
+    """Memory resident now (VmRSS): the nearest a process comes to its container's working set."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) * 1024

@@ -1,0 +1,159 @@
+"""The dashboard and the alerting rules, proven against a real Prometheus (Debian's package):
+promtool checks and unit-tests the rules; a Prometheus scraping a running gcd-stack evaluates
+every dashboard query and every alert expression, and each must return data."""
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+import yaml
+
+from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_stack.envoy_config import LOOPBACK
+from gcd_testing.prometheus import PROMETHEUS, PROMTOOL, metric_names, query, rule_groups, wait_for_samples
+
+from clients import http_request
+from deployment import find, render
+from figures import record_figure
+from monitoring import COMPONENT, DASHBOARD, RULES, Watched, alert_rules, dashboard_queries, watched_stack
+from processes import REPO
+
+needs_prometheus = pytest.mark.skipif(
+    PROMETHEUS is None or PROMTOOL is None, reason="needs Prometheus: apt-get install prometheus (.ci/run does)"
+)
+RULE_TESTS = REPO / "tests" / "data" / "monitoring" / "rules.test.yaml"
+OPERATIONS = REPO / "docs" / "operations.md"
+# Seconds of traffic before the queries run: more than the rate interval, so every rate has data.
+TRAFFIC_SECONDS = 12
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_ci_installs_prometheus() -> None:
+    assert "prometheus" in (REPO / ".ci" / "run").read_text().split()
+
+
+@needs_prometheus
+def test_promtool_accepts_the_rules() -> None:
+    checked = promtool("check", "rules", str(RULES))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in checked.stdout
+
+
+@needs_prometheus
+def test_each_alert_fires_when_it_should_and_not_otherwise() -> None:
+    tested = promtool("test", "rules", str(RULE_TESTS))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    cases = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    tested_alerts = {case["alertname"] for test in cases for case in test["alert_rule_test"]}
+    firing = {case["alertname"] for test in cases for case in test["alert_rule_test"] if case.get("exp_alerts")}
+    assert tested_alerts == firing == {rule["alert"] for rule in alert_rules()}
+
+
+def test_the_operators_rule_wraps_the_plain_rules_file() -> None:
+    wrapped = yaml.safe_load((COMPONENT / "prometheusrule.yaml").read_text())
+    assert wrapped["spec"] == yaml.safe_load(RULES.read_text())
+
+
+def test_every_alert_links_to_its_runbook_section() -> None:
+    headings = re.findall(r"^#+ (.+)$", OPERATIONS.read_text(), re.M)
+    anchors = {re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-") for heading in headings}
+    for rule in alert_rules():
+        page, anchor = rule["annotations"]["runbook_url"].split("#")
+        assert (REPO / page) == OPERATIONS and anchor in anchors, rule["alert"]
+
+
+def test_the_component_deploys_dashboard_rules_and_scraping() -> None:
+    rendered = render("pi-monitored")
+    dashboard = find(rendered, "ConfigMap", "gcd-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["data"][DASHBOARD.name] == DASHBOARD.read_text()
+    assert find(rendered, "PrometheusRule")["spec"] == yaml.safe_load(RULES.read_text())
+    # The PodMonitor names ports the pod declares, and the paths served on them.
+    pod = find(rendered, "Deployment")["spec"]["template"]["spec"]
+    declared = {port["name"] for each in pod["initContainers"] + pod["containers"] for port in each["ports"]}
+    monitor = find(rendered, "PodMonitor")["spec"]
+    assert {endpoint["port"] for endpoint in monitor["podMetricsEndpoints"]} <= declared
+    labels = find(rendered, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert monitor["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_rules_name_the_deployment_and_namespace_the_manifests_create() -> None:
+    deployment = find(render("pi"), "Deployment")["metadata"]
+    for rule in alert_rules():
+        for name, value in re.findall(r'\b(namespace|deployment)="([^"]*)"', rule["expr"]):
+            assert value == deployment[name if name == "namespace" else "name"], rule["alert"]
+
+
+def drive(watched: Watched, seconds: float) -> None:
+    """What an operator's dashboard shows: REST answers and errors, HEAD, gRPC direct and through
+    Envoy."""
+    request = gcd_pb2.ComputeRequest(a=12, b=18)
+    with (
+        grpc.insecure_channel(f"{LOOPBACK}:{watched.ports.grpc}") as direct,
+        grpc.insecure_channel(f"{LOOPBACK}:{watched.ports.envoy}") as through_envoy,
+    ):
+        stubs = [gcd_pb2_grpc.GCDServiceStub(channel) for channel in (direct, through_envoy)]
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert http_request(watched.ports.envoy, "/gcd/12/18").status == 200
+            assert http_request(watched.ports.envoy, "/gcd/abc/18").status == 400
+            assert http_request(watched.ports.envoy, "/gcd/12/18", method="HEAD").status == 200
+            for stub in stubs:
+                assert stub.Compute(request, timeout=5).result == 6
+            time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
+    with watched_stack(tmp_path_factory.mktemp("watched")) as watching:
+        drive(watching, TRAFFIC_SECONDS)
+        for _, _, expr in dashboard_queries(watching.namespace):
+            wait_for_samples(watching.prometheus, expr, timeout=30)
+        yield watching
+
+
+def signal_of(expr: str) -> str:
+    """An alert expression without its final comparison: what the alert watches."""
+    return re.split(r"\s(?:>|<|==)\s(?=[^<>]*$)", expr.strip())[0]
+
+
+@needs_prometheus
+def test_every_dashboard_query_returns_data(watched: Watched) -> None:
+    queries = dashboard_queries(watched.namespace)
+    empty = [(title, legend) for title, legend, expr in queries if not query(watched.prometheus, expr)]
+    assert not empty
+    record_figure("dashboard queries evaluated on a real Prometheus, with data", f"{len(queries)} of {len(queries)}")
+
+
+@needs_prometheus
+def test_every_metric_named_is_one_the_service_or_the_cluster_exports(watched: Watched) -> None:
+    expressions = [expr for _, _, expr in dashboard_queries(watched.namespace)] + [r["expr"] for r in alert_rules()]
+    names = set().union(*(metric_names(expr) for expr in expressions))
+    missing = [name for name in sorted(names) if not query(watched.prometheus, f'count({{__name__="{name}"}})')]
+    assert not missing
+
+
+@needs_prometheus
+def test_every_alert_watches_a_signal_with_data_and_evaluates_cleanly(watched: Watched) -> None:
+    for rule in alert_rules():
+        assert query(watched.prometheus, signal_of(rule["expr"])), rule["alert"]
+        query(watched.prometheus, rule["expr"])  # raises on an error
+    # The rules Prometheus loaded from the same file: all evaluated, none failed, none firing.
+    loaded = [
+        rule
+        for group in rule_groups(watched.prometheus)
+        for rule in group["rules"]
+        if rule.get("lastEvaluation", "").startswith("2")
+    ]
+    assert {rule["name"] for rule in loaded} == {rule["alert"] for rule in alert_rules()}
+    assert [(rule["name"], rule["health"], rule.get("lastError")) for rule in loaded if rule["health"] != "ok"] == []
+    assert [rule["name"] for rule in loaded if rule["state"] != "inactive"] == []
+    evaluated = f"{len(loaded)} of {len(alert_rules())}"
+    record_figure("alert rules evaluated on a real Prometheus, healthy and quiet", evaluated)
