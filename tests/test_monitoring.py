@@ -4,21 +4,16 @@ every dashboard query and every alert expression, and each must return data."""
 
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 
-import grpc
 import pytest
 import yaml
 
-from gcd.v1 import gcd_pb2, gcd_pb2_grpc
-from gcd_stack.envoy_config import LOOPBACK
 from gcd_testing.prometheus import PROMETHEUS, PROMTOOL, metric_names, query, rule_groups, wait_for_samples
 
-from clients import http_request
 from deployment import find, render
 from figures import record_figure
-from monitoring import COMPONENT, DASHBOARD, RULES, Watched, alert_rules, dashboard_queries, watched_stack
+from monitoring import COMPONENT, DASHBOARD, RULES, Watched, alert_rules, dashboard_queries, drive, watched_stack
 from processes import REPO
 
 needs_prometheus = pytest.mark.skipif(
@@ -89,25 +84,6 @@ def test_rules_name_the_deployment_and_namespace_the_manifests_create() -> None:
     for rule in alert_rules():
         for name, value in re.findall(r'\b(namespace|deployment)="([^"]*)"', rule["expr"]):
             assert value == deployment[name if name == "namespace" else "name"], rule["alert"]
-
-
-def drive(watched: Watched, seconds: float) -> None:
-    """What an operator's dashboard shows: REST answers and errors, HEAD, gRPC direct and through
-    Envoy."""
-    request = gcd_pb2.ComputeRequest(a=12, b=18)
-    with (
-        grpc.insecure_channel(f"{LOOPBACK}:{watched.ports.grpc}") as direct,
-        grpc.insecure_channel(f"{LOOPBACK}:{watched.ports.envoy}") as through_envoy,
-    ):
-        stubs = [gcd_pb2_grpc.GCDServiceStub(channel) for channel in (direct, through_envoy)]
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            assert http_request(watched.ports.envoy, "/gcd/12/18").status == 200
-            assert http_request(watched.ports.envoy, "/gcd/abc/18").status == 400
-            assert http_request(watched.ports.envoy, "/gcd/12/18", method="HEAD").status == 200
-            for stub in stubs:
-                assert stub.Compute(request, timeout=5).result == 6
-            time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

@@ -144,6 +144,7 @@ class Container:
     pid: Callable[[], int]
     init: bool
     resources: Mapping[str, Mapping[str, str]]
+    restarts: Callable[[], int]
 
 
 _UNITS = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
@@ -173,10 +174,14 @@ def cluster_series(namespace: str, deployment: str, pod: str, containers: list[C
             for resource, amount in container.resources[kind].items():
                 unit = "core" if resource == "cpu" else "byte"
                 lines.append(f'{family}_resource_{kind}{{{at},resource="{resource}",unit="{unit}"}} {quantity(amount)}')
-        lines.append(f"{family}_status_restarts_total{{{at}}} 0")
-        pid = container.pid()
-        lines.append(f"container_cpu_usage_seconds_total{{{at}}} {cpu_seconds(pid)}")
-        lines.append(f"container_memory_working_set_bytes{{{at}}} {resident_bytes(pid)}")
+        try:
+            pid = container.pid()
+            usage = [f"container_cpu_usage_seconds_total{{{at}}} {cpu_seconds(pid)}"]
+            usage.append(f"container_memory_working_set_bytes{{{at}}} {resident_bytes(pid)}")
+        except (ValueError, OSError):
+            usage = []  # not running this instant: cAdvisor has nothing to say of it either
+        lines.append(f"{family}_status_restarts_total{{{at}}} {container.restarts()}")
+        lines += usage
     return "\n".join(lines) + "\n"
 
 
