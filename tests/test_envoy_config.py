@@ -1,5 +1,6 @@
 """envoy/envoy.yaml: valid, and in agreement with the server it fronts and with what the stack runs."""
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -16,9 +17,12 @@ from gcd_stack.envoy_config import (
     TRANSCODER,
     cluster,
     connection_manager,
+    file_routes,
     http_filter,
     local_config,
+    openapi_path,
     packaged_config,
+    routes,
     write_local_config,
 )
 from gcd_stack.ports import Ports
@@ -107,3 +111,23 @@ def test_the_documented_errors_are_the_ones_envoy_maps() -> None:
     assert documented == envoy_error_codes()
     described = {int(status): int(re.findall(r"\(code (\d+)\)", text)[0]) for status, text in OPENAPI.ERRORS.items()}
     assert described == envoy_error_codes()
+
+
+def test_the_405_route_covers_every_read_only_path_and_no_other() -> None:
+    """Its regex is a copy: of the proto's HTTP bindings (through the OpenAPI document the build
+    made from them) and of the file routes' paths."""
+    config = packaged_config()
+    (refusing,) = [
+        route
+        for route in routes(config)
+        if route.get("direct_response", {}).get("status") == 405 and "safe_regex" in route["match"]
+    ]
+    pattern = re.compile(refusing["match"]["safe_regex"]["regex"])
+    api_paths = json.loads(openapi_path().read_text())["paths"]
+    read_only = [template.replace("{a}", "12").replace("{b}", "18") for template in api_paths]
+    read_only += [path for path in file_routes(config)]
+    for path in read_only:
+        assert pattern.fullmatch(path), path
+    for path in ("/", "/gcd/12", "/gcd/12/18/1", "/healthz", "/gcd.v1.GCDService/Compute", "/metrics"):
+        assert not pattern.fullmatch(path), path
+    assert set(api_paths) == {"/gcd/{a}/{b}"}, "another binding needs the 405 route's regex changed"

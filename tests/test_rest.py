@@ -1,13 +1,14 @@
 """REST/JSON through the real Envoy and its transcoder, end to end, on a running gcd-stack."""
 
 import json
+import socket
 
 import pytest
 
-from gcd_stack.envoy_config import openapi_path
+from gcd_stack.envoy_config import LOOPBACK, openapi_path
 from gcd_stack.ports import Ports
 
-from clients import assert_rest_reply, http_request
+from clients import assert_rest_reply, http_request, http_request_bytes
 from processes import HEALTH_PATH
 
 UINT64_MAX = 2**64 - 1
@@ -82,6 +83,20 @@ def test_another_method_on_a_read_only_path_is_405_with_allow(stack_ports: Ports
     assert reply.headers["allow"] == "GET, HEAD"
     assert_rest_reply(reply)
     assert reply.json() == {"code": 12, "message": "this path answers GET and HEAD only"}
+
+
+@pytest.mark.parametrize("path", ["/gcd/12/18", "/gcd/abc/18", "/gcd/1/2/3", "/openapi.json", "/docs"])
+def test_head_leaves_the_connection_ready_for_the_next_response(stack_ports: Ports, path: str) -> None:
+    """No byte of a body follows a HEAD answer: the next answer on the connection starts clean
+    (http.client never reads past a HEAD answer's headers, so this reads the raw bytes)."""
+    pipelined = http_request_bytes("HEAD", path) + http_request_bytes("GET", "/gcd/1/1", {"connection": "close"})
+    with socket.create_connection((LOOPBACK, stack_ports.envoy), timeout=10) as connection:
+        connection.sendall(pipelined)
+        received = b"".join(iter(lambda: connection.recv(65536), b""))
+    head_answer, _, rest = received.partition(b"\r\n\r\n")
+    assert head_answer.startswith(b"HTTP/1.1 ")
+    if b"connection: close" not in head_answer.lower():
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b'{"result":"1"}'), rest[:100]
 
 
 @pytest.mark.parametrize("path", ["/gcd/12/18", "/gcd/abc/18", "/openapi.json", "/docs"])
