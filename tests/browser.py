@@ -4,17 +4,15 @@ pages served from an origin of their own."""
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from gcd_stack.envoy_config import LOOPBACK
+from gcd_testing.http_server import serving
 
 # The Debian packages that provide the two programs below.
 DEBIAN_PACKAGES = ("chromium", "chromium-driver")
@@ -50,28 +48,8 @@ def console_errors(driver: webdriver.Chrome) -> list[dict[str, Any]]:
     return [entry for entry in entries if entry["level"] == "SEVERE"]
 
 
-class _BlankPage(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<!doctype html><title>another origin</title>"
-        self.send_response(200)
-        self.send_header("content-type", "text/html")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @contextmanager
 def page_origin() -> Iterator[str]:
     """An origin of its own (http://127.0.0.1:<free port>) serving a blank page."""
-    server = ThreadingHTTPServer((LOOPBACK, 0), _BlankPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(lambda: "<!doctype html><title>another origin</title>", "text/html") as address:
+        yield f"http://{address}"

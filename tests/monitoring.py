@@ -20,13 +20,13 @@ import yaml
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.ports import Ports
+from gcd_testing.http_server import serving
 from gcd_testing.proc import children
 from gcd_testing.prometheus import (
     RATE_INTERVAL,
     Container,
     Target,
     cluster_series,
-    cluster_stand_in,
     running_prometheus,
 )
 
@@ -122,7 +122,11 @@ def watched_stack(workdir: Path) -> Iterator[Watched]:
             Container("envoy", envoy, True, container(pi, "envoy")["resources"], envoy.restarts),
         ]
         replicas = int(deployment["spec"]["replicas"])
-        with cluster_stand_in(lambda: cluster_series(namespace, name, pod, containers, replicas)) as cluster:
+
+        def stand_in() -> str:
+            return cluster_series(namespace, name, pod, containers, replicas)
+
+        with serving(stand_in, "text/plain; version=0.0.4") as cluster:
             on_server = {"namespace": namespace, "pod": pod, "container": "server"}
             on_envoy = {**on_server, "container": "envoy"}
             targets = [

@@ -8,14 +8,12 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -183,30 +181,3 @@ def cluster_series(namespace: str, deployment: str, pod: str, containers: list[C
         lines.append(f"{family}_status_restarts_total{{{at}}} {container.restarts()}")
         lines += usage
     return "\n".join(lines) + "\n"
-
-
-@contextmanager
-def cluster_stand_in(series: Callable[[], str]) -> Iterator[str]:
-    """Serves series() (called on every scrape) at http://<address>/metrics; yields the address."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = series().encode()
-            self.send_response(200)
-            self.send_header("content-type", "text/plain; version=0.0.4")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{LOOPBACK}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
