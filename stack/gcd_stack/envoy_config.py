@@ -125,11 +125,6 @@ def file_routes(config: Config) -> dict[str, Config]:
     }
 
 
-def openapi_route(config: Config) -> Config:
-    """The route that serves the OpenAPI document."""
-    return file_routes(config)["/openapi.json"]
-
-
 def health_path(config: Config) -> str:
     path: str = http_filter(config, HEALTH_CHECK_FILTER)["headers"][0]["string_match"]["exact"]
     return path
