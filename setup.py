@@ -93,22 +93,29 @@ def write_openapi(out_dir: Path, version: str) -> None:
     (out_dir / OPENAPI).write_text(json.dumps(document, indent=1) + "\n")
 
 
+def _matches_integrity(tarball: bytes) -> bool:
+    algorithm, digest = SWAGGER_UI_INTEGRITY.split("-", 1)
+    return base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode() == digest
+
+
 def swagger_ui_tarball() -> bytes:
-    """The pinned swagger-ui-dist release, from the npm registry once, then from the user's cache."""
+    """The pinned swagger-ui-dist release, from the npm registry once, then from the user's cache
+    (a cached copy that fails the integrity check is fetched again)."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gcd-service"
     cached = cache / f"swagger-ui-dist-{SWAGGER_UI_VERSION}.tgz"
-    if cached.exists():
-        tarball = cached.read_bytes()
-    else:
-        url = f"https://registry.npmjs.org/swagger-ui-dist/-/swagger-ui-dist-{SWAGGER_UI_VERSION}.tgz"
-        with urllib.request.urlopen(url, timeout=60) as response:
-            tarball = response.read()
-    algorithm, digest = SWAGGER_UI_INTEGRITY.split("-", 1)
-    if base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode() != digest:
+    if cached.exists() and _matches_integrity(tarball := cached.read_bytes()):
+        return tarball
+    url = f"https://registry.npmjs.org/swagger-ui-dist/-/swagger-ui-dist-{SWAGGER_UI_VERSION}.tgz"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        downloaded: bytes = response.read()
+    if not _matches_integrity(downloaded):
         raise RuntimeError(f"swagger-ui-dist {SWAGGER_UI_VERSION}: the download does not match its integrity")
+    # Written whole or not at all, so that an interrupted build leaves no half file behind.
     cache.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(tarball)
-    return tarball
+    partial = cached.with_suffix(f".{os.getpid()}.partial")
+    partial.write_bytes(downloaded)
+    os.replace(partial, cached)
+    return downloaded
 
 
 def write_docs_page(out_dir: Path) -> None:

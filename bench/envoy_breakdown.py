@@ -22,6 +22,8 @@ from gcd_stack.envoy_config import (
     connection_manager,
     local_config,
     packaged_config,
+    route_named,
+    routes,
 )
 from gcd_stack.ports import Ports
 from gcd_stack.processes import running, server_is_serving, url_answers_ok, wait_until_ready
@@ -37,16 +39,10 @@ def _without_filter(name: str) -> Callable[[Config], None]:
     def change(config: Config) -> None:
         manager = connection_manager(config)
         manager["http_filters"] = [item for item in manager["http_filters"] if item["name"] != name]
-        for route in manager["route_config"]["virtual_hosts"][0]["routes"]:
+        for route in routes(config):
             route.get("typed_per_filter_config", {}).pop(name, None)
 
     return change
-
-
-def _rest_route(config: Config) -> Config:
-    routes = connection_manager(config)["route_config"]["virtual_hosts"][0]["routes"]
-    route: Config = routes[-1]
-    return route
 
 
 # Each variant leaves out one thing the shipped config does, and nothing else.
@@ -57,7 +53,7 @@ VARIANTS: dict[str, Callable[[Config], None]] = {
     "no JSON error mappers": lambda config: connection_manager(config).pop("local_reply_config"),
     "no header mutation filter": _without_filter(HEADER_MUTATION),
     "no health-check filter": _without_filter(HEALTH_CHECK),
-    "no retry policy": lambda config: _rest_route(config)["route"].pop("retry_policy"),
+    "no retry policy": lambda config: route_named(config, "rest")["route"].pop("retry_policy"),
     "no overload manager": lambda config: config.pop("overload_manager"),
     # Envoy cannot stop counting, but it can create no statistic at all.
     "no statistics": lambda config: config.update(stats_config={"stats_matcher": {"reject_all": True}}),

@@ -30,7 +30,7 @@ _JSON_TYPES: dict[int, dict[str, Any]] = {
 # What Envoy answers besides 200 (envoy/envoy.yaml), and the gRPC code each stands for.
 ERRORS = {
     "400": "an operand that is not a decimal uint64, or a body that contradicts the path (code 3)",
-    "404": "no such path or method (code 5)",
+    "404": "no such path (code 5)",
     "405": "a method other than GET or HEAD on a read-only path; Allow names them (code 12)",
     "408": "request headers not complete within 10 s (code 4)",
     "413": "a request body over 4 KiB (code 3)",

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gcd_server.app import SERVICE_NAME
 from gcd_stack.envoy_config import LOOPBACK
 
 
@@ -59,3 +60,30 @@ def raw_http(port: int, request: bytes, timeout: float = 5.0) -> Reply:
         response = http.client.HTTPResponse(connection, method=request.split(b" ", 1)[0].decode(errors="replace"))
         response.begin()
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+
+
+# gcd.v1.GCDService/Compute as a gRPC or gRPC-Web path.
+COMPUTE = f"/{SERVICE_NAME}/Compute"
+GRPC_WEB_BINARY = "application/grpc-web+proto"
+GRPC_WEB_TEXT = "application/grpc-web-text"
+
+
+def preflight_headers(origin: str, method: str = "GET", request_headers: str = "") -> dict[str, str]:
+    """What a browser sends before a cross-origin call that needs a CORS preflight."""
+    asked = {"origin": origin, "access-control-request-method": method}
+    if request_headers:
+        asked["access-control-request-headers"] = request_headers
+    return asked
+
+
+def grpc_web_headers(content_type: str = GRPC_WEB_BINARY) -> dict[str, str]:
+    """What a gRPC-Web client sends with a call, asking for an answer in the same encoding."""
+    return {"content-type": content_type, "accept": content_type, "x-grpc-web": "1"}
+
+
+def raw_exchange(port: int, requests: bytes, timeout: float = 10.0) -> bytes:
+    """Sends requests as they are and reads every byte until the server closes the connection
+    (the last request should ask for that)."""
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as connection:
+        connection.sendall(requests)
+        return b"".join(iter(lambda: connection.recv(65536), b""))

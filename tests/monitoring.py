@@ -21,7 +21,6 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.ports import Ports
 from gcd_testing.http_server import serving
-from gcd_testing.proc import children
 from gcd_testing.prometheus import (
     RATE_INTERVAL,
     Container,
@@ -32,7 +31,7 @@ from gcd_testing.prometheus import (
 
 from clients import http_request
 from deployment import Manifest, container, find, render
-from processes import REPO, running_stack, server_pid
+from processes import REPO, envoy_pid, running_stack, server_pid
 
 COMPONENT = REPO / "kustomize" / "components" / "monitoring"
 RULES = COMPONENT / "gcd-service.rules.yaml"
@@ -64,11 +63,6 @@ class Watched:
     ports: Ports
     stack: subprocess.Popen[bytes]
     namespace: str
-
-
-def _envoy_pid(stack: subprocess.Popen[bytes]) -> int:
-    (pid,) = [pid for pid, command in children(stack.pid).items() if "envoy" in command.split(" ", 1)[0]]
-    return pid
 
 
 class Process:
@@ -116,7 +110,7 @@ def watched_stack(workdir: Path) -> Iterator[Watched]:
     namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
     pod = f"{name}-local"
     with running_stack(workdir) as (ports, stack):
-        server, envoy = Process(lambda: server_pid(stack)), Process(lambda: _envoy_pid(stack))
+        server, envoy = Process(lambda: server_pid(stack)), Process(lambda: envoy_pid(stack))
         containers = [
             Container("server", server, False, container(pi, "server")["resources"], server.restarts),
             Container("envoy", envoy, True, container(pi, "envoy")["resources"], envoy.restarts),

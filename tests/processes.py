@@ -27,6 +27,7 @@ from gcd_stack.envoy_config import (
     LOOPBACK,
     Config,
     connection_manager,
+    file_routes,
     health_path,
     local_config,
     packaged_config,
@@ -108,6 +109,24 @@ def server_pid(stack: subprocess.Popen[bytes]) -> int:
     """The gcd-server that a gcd-stack runs now."""
     (pid,) = [pid for pid, command in children(stack.pid).items() if "gcd_server" in command]
     return pid
+
+
+def envoy_pid(stack: subprocess.Popen[bytes]) -> int:
+    """The Envoy that a gcd-stack runs (its program's path names it; the server's flags may too)."""
+    (pid,) = [pid for pid, command in children(stack.pid).items() if "envoy" in command.split(" ", 1)[0]]
+    return pid
+
+
+def file_content_types(config: Config) -> dict[str, str]:
+    """The content-type each of config's file routes answers with, by path."""
+    return {
+        path: next(
+            added["header"]["value"]
+            for added in route["response_headers_to_add"]
+            if added["header"]["key"] == "content-type"
+        )
+        for path, route in file_routes(config).items()
+    }
 
 
 def forwarding_routes(config: Config) -> list[Config]:

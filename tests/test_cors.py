@@ -1,7 +1,6 @@
 """CORS on Envoy's port, for REST and gRPC-Web: preflights answered by Envoy's CORS filter, the
 allowed origins read from GCD_CORS_ALLOWED_ORIGINS (every origin by default)."""
 
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -9,28 +8,24 @@ import pytest
 from gcd_stack.envoy_config import CORS_ORIGINS_VARIABLE, cors_policy, packaged_config
 from gcd_stack.ports import Ports
 
-from clients import Reply, http_request
+from clients import COMPUTE, Reply, http_request, preflight_headers
 from processes import running_stack
 
 ALLOWED = "http://dashboard.pi.test"
 ALSO_ALLOWED = "http://localhost:3001"
 REST = "/gcd/12/18"
-GRPC_WEB = "/gcd.v1.GCDService/Compute"
 
 
 def preflight(port: int, path: str, origin: str, method: str = "GET", headers: str = "") -> Reply:
-    asked = {"origin": origin, "access-control-request-method": method}
-    if headers:
-        asked["access-control-request-headers"] = headers
-    return http_request(port, path, method="OPTIONS", headers=asked)
+    return http_request(port, path, method="OPTIONS", headers=preflight_headers(origin, method, headers))
 
 
 @pytest.fixture(scope="module")
-def narrowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
+def narrowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
     """A gcd-stack whose Envoy allows two origins only."""
     env = {CORS_ORIGINS_VARIABLE: f"{ALLOWED}  {ALSO_ALLOWED}"}
-    with running_stack(tmp_path_factory.mktemp("narrowed"), env) as started:
-        yield started
+    with running_stack(tmp_path_factory.mktemp("narrowed"), env) as (ports, _):
+        yield ports
 
 
 def test_the_variable_is_the_one_envoys_matcher_reads() -> None:
@@ -39,7 +34,7 @@ def test_the_variable_is_the_one_envoys_matcher_reads() -> None:
     assert f'os.getenv("{CORS_ORIGINS_VARIABLE}") or "*"' in source
 
 
-@pytest.mark.parametrize("path", [REST, "/gcd/abc/18", GRPC_WEB])
+@pytest.mark.parametrize("path", [REST, "/gcd/abc/18", COMPUTE])
 def test_by_default_a_preflight_from_any_origin_is_answered(stack_ports: Ports, path: str) -> None:
     reply = preflight(stack_ports.envoy, path, "https://anywhere.example", "POST", "content-type,x-grpc-web")
     assert (reply.status, reply.body) == (200, b"")
@@ -64,16 +59,16 @@ def test_an_error_reaches_a_cross_origin_page_readable(stack_ports: Ports) -> No
 
 
 @pytest.mark.parametrize("origin", [ALLOWED, ALSO_ALLOWED])
-def test_a_listed_origin_is_allowed(narrowed: tuple[Ports, subprocess.Popen[bytes]], origin: str) -> None:
-    ports, _ = narrowed
+def test_a_listed_origin_is_allowed(narrowed: Ports, origin: str) -> None:
+    ports = narrowed
     assert preflight(ports.envoy, REST, origin).headers["access-control-allow-origin"] == origin
     simple = http_request(ports.envoy, REST, headers={"origin": origin})
     assert simple.headers["access-control-allow-origin"] == origin
 
 
 @pytest.mark.parametrize("origin", ["http://evil.test", ALLOWED + ".evil.test", "null", "*"])
-def test_an_origin_not_listed_is_refused(narrowed: tuple[Ports, subprocess.Popen[bytes]], origin: str) -> None:
-    ports, _ = narrowed
+def test_an_origin_not_listed_is_refused(narrowed: Ports, origin: str) -> None:
+    ports = narrowed
     refused = preflight(ports.envoy, REST, origin)
     # Envoy answers the preflight itself, without allowing the origin: the browser stops there.
     assert refused.status == 200
@@ -83,8 +78,8 @@ def test_an_origin_not_listed_is_refused(narrowed: tuple[Ports, subprocess.Popen
     assert "access-control-allow-origin" not in simple.headers
 
 
-def test_without_an_origin_nothing_changes(narrowed: tuple[Ports, subprocess.Popen[bytes]]) -> None:
-    ports, _ = narrowed
+def test_without_an_origin_nothing_changes(narrowed: Ports) -> None:
+    ports = narrowed
     reply = http_request(ports.envoy, REST)
     assert reply.json() == {"result": "6"}
     assert not [name for name in reply.headers if name.startswith("access-control-")]

@@ -9,8 +9,8 @@ from gcd_stack.envoy_config import file_routes, installed_file, packaged_config
 from gcd_stack.ports import Ports
 
 from clients import http_request
+from processes import file_content_types
 
-CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 DOCS_ROUTES = {path: route for path, route in file_routes(packaged_config()).items() if path.startswith("/docs")}
 
 
@@ -22,15 +22,18 @@ def test_every_docs_route_is_a_file_baked_in_by_the_build() -> None:
 
 
 def test_the_page_names_only_files_served_here(stack_ports: Ports) -> None:
+    content_types = file_content_types(packaged_config())
     page = http_request(stack_ports.envoy, "/docs")
-    assert page.status == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.status == 200 and page.headers["content-type"] == content_types["/docs"]
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.body.decode())
     assert assets and all(asset.startswith("/docs/") for asset in assets), assets
     for asset in assets:
         reply = http_request(stack_ports.envoy, asset)
         assert reply.status == 200 and reply.body, asset
-        suffix = asset[asset.rindex(".") :]
-        assert reply.headers["content-type"].split(";")[0] == CONTENT_TYPES[suffix], asset
+        assert reply.headers["content-type"] == content_types[asset], asset
+    # What each file is, by its content; the route's content-type must say the same.
+    assert page.body.lstrip().lower().startswith(b"<!doctype html>")
+    assert http_request(stack_ports.envoy, "/docs/favicon-32x32.png").body.startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize("name", ["index.html", "docs.js"])

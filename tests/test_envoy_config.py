@@ -128,6 +128,6 @@ def test_the_405_route_covers_every_read_only_path_and_no_other() -> None:
     read_only += [path for path in file_routes(config)]
     for path in read_only:
         assert pattern.fullmatch(path), path
-    for path in ("/", "/gcd/12", "/gcd/12/18/1", "/healthz", "/gcd.v1.GCDService/Compute", "/metrics"):
+    for path in ("/", "/gcd/12", "/gcd/12/18/1", "/healthz", "/gcd.v1.GCDService/Compute", "/metrics", "/docs/nowhere"):
         assert not pattern.fullmatch(path), path
     assert set(api_paths) == {"/gcd/{a}/{b}"}, "another binding needs the 405 route's regex changed"

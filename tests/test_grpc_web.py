@@ -10,18 +10,13 @@ from gcd.v1 import gcd_pb2
 from gcd_stack.ports import Ports
 from gcd_testing.grpc_frame import GRPC_WEB_TRAILER_FLAG, grpc_frame, grpc_web_frames, grpc_web_trailers
 
-from clients import Reply, http_request
-
-COMPUTE = "/gcd.v1.GCDService/Compute"
-BINARY = "application/grpc-web+proto"
-TEXT = "application/grpc-web-text"
+from clients import COMPUTE, GRPC_WEB_BINARY, GRPC_WEB_TEXT, Reply, grpc_web_headers, http_request
 
 
-def grpc_web_call(port: int, path: str, body: bytes, content_type: str = BINARY) -> Reply:
-    if content_type == TEXT:
+def grpc_web_call(port: int, path: str, body: bytes, content_type: str = GRPC_WEB_BINARY) -> Reply:
+    if content_type == GRPC_WEB_TEXT:
         body = base64.b64encode(body)
-    headers = {"content-type": content_type, "accept": content_type, "x-grpc-web": "1"}
-    return http_request(port, path, method="POST", headers=headers, body=body)
+    return http_request(port, path, method="POST", headers=grpc_web_headers(content_type), body=body)
 
 
 def decode_text(body: bytes) -> bytes:
@@ -29,13 +24,13 @@ def decode_text(body: bytes) -> bytes:
     return b"".join(base64.b64decode(chunk) for chunk in re.findall(rb"[A-Za-z0-9+/]+=*", body))
 
 
-@pytest.mark.parametrize("content_type", [BINARY, TEXT])
+@pytest.mark.parametrize("content_type", [GRPC_WEB_BINARY, GRPC_WEB_TEXT])
 def test_compute_answers_in_a_data_frame_then_a_trailer_frame(stack_ports: Ports, content_type: str) -> None:
     request = gcd_pb2.ComputeRequest(a=12, b=18).SerializeToString()
     reply = grpc_web_call(stack_ports.envoy, COMPUTE, grpc_frame(request), content_type)
     assert reply.status == 200
     assert reply.headers["content-type"].startswith(content_type)
-    body = decode_text(reply.body) if content_type == TEXT else reply.body
+    body = decode_text(reply.body) if content_type == GRPC_WEB_TEXT else reply.body
     (data_flag, message), (trailer_flag, trailer_block) = grpc_web_frames(body)
     assert data_flag == 0 and gcd_pb2.ComputeResponse.FromString(message).result == 6
     assert trailer_flag == GRPC_WEB_TRAILER_FLAG
@@ -60,7 +55,7 @@ def test_an_error_reaches_the_browser_as_a_grpc_status(stack_ports: Ports, path:
 
 def test_text_that_is_not_base64_is_a_client_error(stack_ports: Ports) -> None:
     reply = http_request(
-        stack_ports.envoy, COMPUTE, method="POST", headers={"content-type": TEXT}, body=b"!!!not base64"
+        stack_ports.envoy, COMPUTE, method="POST", headers={"content-type": GRPC_WEB_TEXT}, body=b"!!!not base64"
     )
     assert reply.status == 400
     assert reply.headers["grpc-message"] == "Bad gRPC-web request, invalid base64 data."

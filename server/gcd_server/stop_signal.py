@@ -15,7 +15,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopSignal:
-    """Becomes set, for good, on the first SIGTERM or SIGINT. Create it in the main thread."""
+    """Becomes set, for good, on the first SIGTERM or SIGINT. Create it in the main thread.
+
+    The wakeup socket gets a byte for every signal that has a Python handler; only SIGTERM and
+    SIGINT have one in gcd-server and gcd-stack, so any byte means stop."""
 
     def __init__(self) -> None:
         self._received, self._wakeup = socket.socketpair()

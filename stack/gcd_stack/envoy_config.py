@@ -104,16 +104,27 @@ def stat_prefix(config: Config) -> str:
     return prefix
 
 
+def _virtual_host(config: Config) -> Config:
+    """The REST/gRPC listener's one virtual host."""
+    host: Config = connection_manager(config)["route_config"]["virtual_hosts"][0]
+    return host
+
+
 def cors_policy(config: Config) -> Config:
-    """The CORS policy of the REST/gRPC listener's one virtual host."""
-    virtual_host = connection_manager(config)["route_config"]["virtual_hosts"][0]
-    policy: Config = virtual_host["typed_per_filter_config"][CORS_FILTER]
+    """The CORS policy of the REST/gRPC listener's virtual host."""
+    policy: Config = _virtual_host(config)["typed_per_filter_config"][CORS_FILTER]
     return policy
 
 
 def routes(config: Config) -> list[Config]:
-    found: list[Config] = connection_manager(config)["route_config"]["virtual_hosts"][0]["routes"]
+    found: list[Config] = _virtual_host(config)["routes"]
     return found
+
+
+def route_named(config: Config, name: str) -> Config:
+    """One route of the REST/gRPC listener, by its name in envoy/envoy.yaml."""
+    route: Config = next(route for route in routes(config) if route.get("name") == name)
+    return route
 
 
 def file_routes(config: Config) -> dict[str, Config]:

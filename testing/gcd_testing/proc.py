@@ -39,15 +39,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def _status(pid: int) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+
+
 def memory_mib(pid: int) -> tuple[float, float]:
     """Peak resident memory, and the anonymous part of what is resident now. The rest is pages
     of the program's files (Envoy's 100 MB binary, Python's libraries): shared, reclaimable,
     and more or fewer of them resident from one run to the next."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    status = _status(pid)
     return int(status["VmHWM"].split()[0]) / 1024, int(status["RssAnon"].split()[0]) / 1024
 
 
 def resident_bytes(pid: int) -> int:
     """Memory resident now (VmRSS): the nearest a process comes to its container's working set."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return int(status["VmRSS"].split()[0]) * 1024
+    return int(_status(pid)["VmRSS"].split()[0]) * 1024

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.processes import stop_process, wait_until_ready
+from gcd_stack.processes import StartError, stop_process, url_answers_ok, wait_until_ready
 from gcd_testing.ports import free_port
 from gcd_testing.proc import cpu_seconds, resident_bytes
 
@@ -57,35 +57,38 @@ def _config(targets: list[Target], rule_files: list[Path]) -> dict[str, Any]:
     }
 
 
+# Another process may take the free port picked for Prometheus before it binds it: try again.
+_START_ATTEMPTS = 3
+
+
 @contextmanager
 def running_prometheus(targets: list[Target], workdir: Path, rule_files: tuple[Path, ...] = ()) -> Iterator[str]:
     """Prometheus on a free loopback port scraping targets, until the block ends; its base URL."""
     assert PROMETHEUS is not None, "prometheus is not installed"
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump(_config(targets, list(rule_files))))
-    address = f"{LOOPBACK}:{free_port()}"
-    command = [
-        PROMETHEUS,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address={address}",
-    ]
-    with (workdir / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://{address}"
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        address = f"{LOOPBACK}:{free_port()}"
+        command = [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address={address}",
+        ]
+        with (workdir / "prometheus.log").open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            ready = f"http://{address}/-/ready"
+            wait_until_ready(lambda: url_answers_ok(ready), process, "prometheus")  # noqa: B023 (called here, at once)
+            break
+        except StartError:
+            stop_process(process, 10)
+            if attempt == _START_ATTEMPTS:
+                raise
     try:
-        wait_until_ready(lambda: _answers(f"{url}/-/ready"), process, "prometheus")
-        yield url
+        yield f"http://{address}"
     finally:
         stop_process(process, 10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def _api(url: str, path: str, **params: str) -> Any:
