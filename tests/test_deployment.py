@@ -11,6 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gcd_server.app import SERVICE_NAME, VERSION
 from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
@@ -451,3 +452,10 @@ def test_the_build_context_holds_every_file_the_dockerfile_copies() -> None:
                 assert files, source
                 refused = [path for path in files if not _admitted_by_dockerignore(path, patterns)]
                 assert not refused, f".dockerignore keeps {refused} out of the build that COPY {source} needs"
+
+
+def test_every_object_of_an_overlay_lives_in_the_namespace_it_creates(overlay: tuple[str, Path]) -> None:
+    """Each overlay repeats the base's namespace: none may leave an object elsewhere."""
+    manifests = [document for document in yaml.safe_load_all(overlay[1].read_text()) if document]
+    (namespace,) = [m["metadata"]["name"] for m in manifests if m["kind"] == "Namespace"]
+    assert {m["metadata"].get("namespace") for m in manifests if m["kind"] != "Namespace"} == {namespace}
