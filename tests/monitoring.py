@@ -5,10 +5,11 @@ for kube-state-metrics and cAdvisor; the dashboard's queries and the alerting ru
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +21,19 @@ import yaml
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.ports import Ports
+from gcd_stack.processes import default_ports
 from gcd_testing.http_server import serving
 from gcd_testing.prometheus import (
     RATE_INTERVAL,
     Container,
+    ProcessHistory,
     Target,
     cluster_series,
     running_prometheus,
 )
 
 from clients import http_request
-from deployment import Manifest, container, find, render
+from deployment import Manifest, all_containers, find, pod_spec, render
 from processes import REPO, envoy_pid, running_stack, server_pid
 
 COMPONENT = REPO / "kustomize" / "components" / "monitoring"
@@ -65,23 +68,6 @@ class Watched:
     namespace: str
 
 
-class Process:
-    """The process playing a container now, and how often it was replaced: a restart, to
-    kube-state-metrics (the stack restarts a server that dies, with a new pid)."""
-
-    def __init__(self, find: Callable[[], int]) -> None:
-        self._find = find
-        self._seen: set[int] = set()
-
-    def __call__(self) -> int:
-        pid = self._find()
-        self._seen.add(pid)
-        return pid
-
-    def restarts(self) -> int:
-        return max(len(self._seen) - 1, 0)
-
-
 def drive(watched: Watched, seconds: float) -> None:
     """What an operator's dashboard shows: REST answers and errors, HEAD, gRPC direct and through
     Envoy. Failures are part of the picture, not of this function's business."""
@@ -104,16 +90,28 @@ def drive(watched: Watched, seconds: float) -> None:
 
 @contextmanager
 def watched_stack(workdir: Path) -> Iterator[Watched]:
-    """A gcd-stack, scraped every second by a real Prometheus that also evaluates the rules."""
-    pi = render("pi")
-    deployment: Manifest = find(pi, "Deployment")
+    """A gcd-stack, scraped every second by a real Prometheus that also evaluates the rules: the
+    pod's containers, ports and scrape paths are the pi-monitored overlay's, on the stack's ports."""
+    monitored = render("pi-monitored")
+    deployment: Manifest = find(monitored, "Deployment")
     namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
     pod = f"{name}-local"
+    init_containers = {each["name"] for each in pod_spec(monitored).get("initContainers", [])}
+    # Which container declares each named port, and which of the stack's ports plays it.
+    declared = {
+        port["name"]: (each["name"], port["containerPort"])
+        for each in all_containers(monitored)
+        for port in each["ports"]
+    }
+    pod_ports = {getattr(default_ports(), field.name): field.name for field in dataclasses.fields(Ports)}
     with running_stack(workdir) as (ports, stack):
-        server, envoy = Process(lambda: server_pid(stack)), Process(lambda: envoy_pid(stack))
+        processes = {
+            "server": ProcessHistory(lambda: server_pid(stack)),
+            "envoy": ProcessHistory(lambda: envoy_pid(stack)),
+        }
         containers = [
-            Container("server", server, False, container(pi, "server")["resources"], server.restarts),
-            Container("envoy", envoy, True, container(pi, "envoy")["resources"], envoy.restarts),
+            Container(each["name"], processes[each["name"]], each["name"] in init_containers, each["resources"])
+            for each in all_containers(monitored)
         ]
         replicas = int(deployment["spec"]["replicas"])
 
@@ -121,12 +119,11 @@ def watched_stack(workdir: Path) -> Iterator[Watched]:
             return cluster_series(namespace, name, pod, containers, replicas)
 
         with serving(stand_in, "text/plain; version=0.0.4") as cluster:
-            on_server = {"namespace": namespace, "pod": pod, "container": "server"}
-            on_envoy = {**on_server, "container": "envoy"}
-            targets = [
-                Target("gcd", f"{LOOPBACK}:{ports.metrics}", "/metrics", on_server),
-                Target("gcd", f"{LOOPBACK}:{ports.envoy_metrics}", "/stats/prometheus", on_envoy),
-                Target("kube-state-metrics", cluster, "/metrics"),
-            ]
+            targets = [Target("kube-state-metrics", cluster, "/metrics")]
+            for endpoint in find(monitored, "PodMonitor")["spec"]["podMetricsEndpoints"]:
+                owner, number = declared[endpoint["port"]]
+                address = f"{LOOPBACK}:{getattr(ports, pod_ports[number])}"
+                labels = {"namespace": namespace, "pod": pod, "container": owner}
+                targets.append(Target("gcd", address, endpoint["path"], labels))
             with running_prometheus(targets, workdir, (RULES,)) as prometheus:
                 yield Watched(prometheus, ports, stack, namespace)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -20,7 +19,7 @@ from typing import Any
 import yaml
 
 from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.processes import StartError, stop_process, url_answers_ok, wait_until_ready
+from gcd_stack.processes import StartError, running, url_answers_ok, wait_until_ready
 from gcd_testing.ports import free_port
 from gcd_testing.proc import cpu_seconds, resident_bytes
 
@@ -42,7 +41,7 @@ class Target:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-def _config(targets: list[Target], rule_files: list[Path]) -> dict[str, Any]:
+def _config(targets: list[Target], rule_files: tuple[Path, ...]) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
         "rule_files": [str(path) for path in rule_files],
@@ -66,29 +65,24 @@ def running_prometheus(targets: list[Target], workdir: Path, rule_files: tuple[P
     """Prometheus on a free loopback port scraping targets, until the block ends; its base URL."""
     assert PROMETHEUS is not None, "prometheus is not installed"
     config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(_config(targets, list(rule_files))))
+    config.write_text(yaml.safe_dump(_config(targets, rule_files)))
     for attempt in range(1, _START_ATTEMPTS + 1):
-        address = f"{LOOPBACK}:{free_port()}"
+        url = f"http://{LOOPBACK}:{free_port()}"
         command = [
             PROMETHEUS,
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address={address}",
+            f"--web.listen-address={url.removeprefix('http://')}",
         ]
-        with (workdir / "prometheus.log").open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            ready = f"http://{address}/-/ready"
-            wait_until_ready(lambda: url_answers_ok(ready), process, "prometheus")  # noqa: B023 (called here, at once)
-            break
-        except StartError:
-            stop_process(process, 10)
-            if attempt == _START_ATTEMPTS:
-                raise
-    try:
-        yield f"http://{address}"
-    finally:
-        stop_process(process, 10)
+        with running(command, workdir / "prometheus.log") as process:
+            try:
+                wait_until_ready(lambda: url_answers_ok(f"{url}/-/ready"), process, "prometheus")  # noqa: B023 (called at once)
+            except StartError:
+                if attempt == _START_ATTEMPTS:
+                    raise
+                continue
+            yield url
+            return
 
 
 def _api(url: str, path: str, **params: str) -> Any:
@@ -136,16 +130,32 @@ def metric_names(expr: str) -> set[str]:
     return set(_SELECTED.findall(expr))
 
 
+class ProcessHistory:
+    """The process playing a container now, and how often it was replaced: a restart, to
+    kube-state-metrics (the local stack restarts a server that dies, with a new pid)."""
+
+    def __init__(self, find: Callable[[], int]) -> None:
+        self._find = find
+        self._seen: set[int] = set()
+
+    def pid(self) -> int:
+        pid = self._find()
+        self._seen.add(pid)
+        return pid
+
+    def restarts(self) -> int:
+        return max(len(self._seen) - 1, 0)
+
+
 @dataclass(frozen=True)
 class Container:
-    """A container of the pod: its manifest's name and resources, and the process that plays it
-    (looked up at each scrape: the local stack restarts a server that dies)."""
+    """A container of the pod: its manifest's name and resources, whether the manifest declares
+    it an init container (as the Envoy sidecar is), and the process that plays it."""
 
     name: str
-    pid: Callable[[], int]
+    process: ProcessHistory
     init: bool
     resources: Mapping[str, Mapping[str, str]]
-    restarts: Callable[[], int]
 
 
 _UNITS = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
@@ -176,11 +186,11 @@ def cluster_series(namespace: str, deployment: str, pod: str, containers: list[C
                 unit = "core" if resource == "cpu" else "byte"
                 lines.append(f'{family}_resource_{kind}{{{at},resource="{resource}",unit="{unit}"}} {quantity(amount)}')
         try:
-            pid = container.pid()
+            pid = container.process.pid()
             usage = [f"container_cpu_usage_seconds_total{{{at}}} {cpu_seconds(pid)}"]
             usage.append(f"container_memory_working_set_bytes{{{at}}} {resident_bytes(pid)}")
         except (ValueError, OSError):
             usage = []  # not running this instant: cAdvisor has nothing to say of it either
-        lines.append(f"{family}_status_restarts_total{{{at}}} {container.restarts()}")
+        lines.append(f"{family}_status_restarts_total{{{at}}} {container.process.restarts()}")
         lines += usage
     return "\n".join(lines) + "\n"
