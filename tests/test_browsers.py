@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from gcd_stack.envoy_config import CORS_ORIGINS_VARIABLE, LOOPBACK
 from gcd_stack.ports import Ports
 
-from browser import DEBIAN_PACKAGES, WAIT_SECONDS, chromium, console_errors, page_origin
+from browser import WAIT_SECONDS, chromium, console_errors, page_origin
 from deployment import container, render
 from processes import REPO, running_stack
 
@@ -124,11 +124,6 @@ def test_a_page_on_another_origin_is_refused_by_the_browser(
     outcome = run_in_page(browser, f"((base) => {call})('http://{LOOPBACK}:{narrowed.envoy}')")
     assert outcome == {"error": "TypeError: Failed to fetch"}
     assert any("blocked by CORS policy" in entry["message"] for entry in console_errors(browser))
-
-
-def test_ci_installs_the_browser() -> None:
-    """Where Chromium is missing these tests skip; CI must not be such a place."""
-    assert set(DEBIAN_PACKAGES) <= set((REPO / ".ci" / "run").read_text().split())
 
 
 def test_the_guides_overlay_patch_sets_the_variable_on_envoy(tmp_path: Path) -> None:

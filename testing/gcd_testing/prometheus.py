@@ -23,6 +23,8 @@ from gcd_stack.processes import StartError, running, url_answers_ok, wait_until_
 from gcd_testing.ports import free_port
 from gcd_testing.proc import cpu_seconds, resident_bytes
 
+# The Debian package with both programs below.
+DEBIAN_PACKAGES = ("prometheus",)
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 # Scrapes this often, so that a test has several samples of every series within seconds.
