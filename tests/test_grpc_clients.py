@@ -55,10 +55,30 @@ def test_describe_service_and_messages(target: str) -> None:
     assert "uint64 result = 1;" in response.stdout
 
 
-def test_health_check(target: str) -> None:
+def test_health_check_on_the_servers_port(stack_ports: Ports) -> None:
+    target = f"{LOOPBACK}:{stack_ports.grpc}"
     result = grpcurl("-d", json.dumps({"service": SERVICE_NAME}), target, "grpc.health.v1.Health/Check")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"status": "SERVING"}
+
+
+@pytest.mark.parametrize("method", ["Check", "Watch"])
+def test_health_is_not_served_on_envoys_port(stack_ports: Ports, method: str) -> None:
+    """Envoy's port serves the product; kubelet and Envoy check health on the server's port."""
+    target = f"{LOOPBACK}:{stack_ports.envoy}"
+    result = grpcurl("-d", json.dumps({"service": SERVICE_NAME}), target, f"grpc.health.v1.Health/{method}")
+    assert "Code: Unimplemented" in result.stderr, result.stderr
+
+
+def test_health_watch_is_not_served(stack_ports: Ports) -> None:
+    """grpcio-health-checking's Watch can deadlock the servicer (gcd_server/app.py)."""
+    with grpc.insecure_channel(f"{LOOPBACK}:{stack_ports.grpc}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5
+        )
+        with pytest.raises(grpc.RpcError) as error:
+            next(watch)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_unknown_method_is_unimplemented(target: str) -> None:
@@ -72,5 +92,3 @@ def test_unknown_method_is_unimplemented(target: str) -> None:
 def test_python_client(target: str) -> None:
     with grpc.insecure_channel(target) as channel:
         assert gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=0, b=0), timeout=5).result == 0
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        assert health.status == health_pb2.HealthCheckResponse.SERVING

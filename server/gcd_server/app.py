@@ -7,7 +7,7 @@ from concurrent import futures
 from importlib.metadata import version
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.envoy_sidecar import EnvoySidecar
@@ -16,15 +16,20 @@ from gcd_server.reflection import enable_reflection
 from gcd_server.servicer import GCDServicer
 from gcd_server.settings import Settings, configure_logging, host_port, parse_settings
 from gcd_server.stop_signal import StopSignal
+from gcd_server.streams import StreamSlots
 
 SERVICE_NAME = gcd_pb2.DESCRIPTOR.services_by_name["GCDService"].full_name
 VERSION = version("gcd-service")
 
 # A synchronous server: measured on these machines it serves ~5.5k small unary calls/s per core
 # against ~3.3k for grpc.aio. A GCD never waits on I/O, so a few threads keep a core busy: 4 served
-# as many requests/s as 8 with a lower p99 and less memory (bench/README.md); 2 would leave
-# Compute waiting behind a couple of open reflection streams.
+# as many requests/s as 8 with a lower p99 and less memory (bench/README.md).
 _WORKER_THREADS = 4
+# Streams (server reflection) hold a thread for their whole life; they get half the threads at
+# most, so that unary calls always have the other half (gcd_server/streams.py).
+MAX_CONCURRENT_STREAMS = _WORKER_THREADS // 2
+# grpcurl's reflection calls take milliseconds.
+MAX_STREAM_SECONDS = 5.0
 # The largest request any service here takes (a reflection lookup by name) is well under 1 KiB;
 # grpc's default would let each call make the server allocate up to 4 MiB.
 MAX_RECEIVE_MESSAGE_BYTES = 4096
@@ -34,6 +39,17 @@ MIN_CLIENT_PING_INTERVAL_MS = 10_000
 # Envoy accepts request headers up to 60 KiB and forwards the REST path twice (:path, and
 # x-envoy-original-path for its access log); grpc's default limit is 8-16 KiB.
 MAX_METADATA_BYTES = 128 * 1024
+# Every connection, Envoy's included, is told to go away (GOAWAY) once this old, and closed once
+# the grace is over too, cancelling what still runs on it: no stream outlives its connection by
+# much. Clients reconnect and, for Envoy, retry (envoy/envoy.yaml's REST retry policy).
+MAX_CONNECTION_AGE_MS = 30_000
+MAX_CONNECTION_AGE_GRACE_MS = 5_000
+# A connection with no RPC in flight for this long is closed: idle ones cost about 14 KiB each.
+# Envoy's health check keeps its own busy every 2 s.
+MAX_CONNECTION_IDLE_MS = 10_000
+# A connection must have spoken HTTP/2 within this long (grpc's default is two minutes); the
+# same time Envoy gives a client to send its request headers.
+HANDSHAKE_TIMEOUT_MS = 10_000
 _SERVER_OPTIONS = [
     # grpc enables SO_REUSEPORT by default, so a second server on a busy port would bind
     # silently and split the traffic; without it the second bind fails at start.
@@ -43,6 +59,10 @@ _SERVER_OPTIONS = [
     ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
     ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+    ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+    ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
+    ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
 ]
 
 log = logging.getLogger("gcd_server")
@@ -52,23 +72,43 @@ class PortInUseError(RuntimeError):
     pass
 
 
+def add_health_check(server: grpc.Server) -> health.HealthServicer:
+    """grpc.health.v1.Health/Check, and not Watch. Kubelet's gRPC probe and Envoy's health check
+    ask Check only. grpcio-health-checking's Watch sends its first reply while holding the
+    servicer's lock, and a few dozen Watch calls cancelled after that reply deadlock the whole
+    servicer, Check and the shutdown included (grpc/grpc PR #43403); unserved, Watch is
+    UNIMPLEMENTED."""
+    health_servicer = health.HealthServicer()
+    check = grpc.unary_unary_rpc_method_handler(
+        health_servicer.Check,
+        request_deserializer=health_pb2.HealthCheckRequest.FromString,
+        response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(health.SERVICE_NAME, {"Check": check}),))
+    return health_servicer
+
+
 def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer]:
     """The GCD service, health (all SERVING) and reflection, bound but not yet started."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=_WORKER_THREADS),
-        options=_SERVER_OPTIONS,
+        # Streams per connection are bounded too (grpc's default is unbounded), above the
+        # server's RPC limit, so that a call beyond that limit is answered RESOURCE_EXHAUSTED
+        # rather than left queueing in its client.
+        options=[*_SERVER_OPTIONS, ("grpc.max_concurrent_streams", 2 * settings.max_concurrent_rpcs)],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         # Counting costs a few microseconds a call: only where the metrics can be read.
         interceptors=[RpcMetrics()] if settings.metrics_port else [],
     )
     gcd_pb2_grpc.add_GCDServiceServicer_to_server(GCDServicer(), server)
 
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_servicer = add_health_check(server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
+    enable_reflection(
+        server, (SERVICE_NAME, health.SERVICE_NAME), StreamSlots(MAX_CONCURRENT_STREAMS, MAX_STREAM_SECONDS)
+    )
     try:
         server.add_insecure_port(settings.address)
     except RuntimeError as error:

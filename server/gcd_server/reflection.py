@@ -14,6 +14,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from gcd_server.streams import StreamSlots
+
 _V1ALPHA = reflection_pb2.DESCRIPTOR.package
 _V1 = "grpc.reflection.v1"
 
@@ -41,12 +43,13 @@ def _v1_reflection_file() -> FileDescriptor:
     return pool.FindFileByName(proto.name)
 
 
-def enable_reflection(server: grpc.Server, service_names: Iterable[str]) -> None:
-    """Serves reflection for service_names, and for reflection itself, as v1alpha and v1."""
+def enable_reflection(server: grpc.Server, service_names: Iterable[str], slots: StreamSlots) -> None:
+    """Serves reflection for service_names, and for reflection itself, as v1alpha and v1, each
+    stream in one of slots."""
     v1_service = _v1_reflection_file().services_by_name["ServerReflection"].full_name
     servicer = reflection.ReflectionServicer((*service_names, reflection.SERVICE_NAME, v1_service))
     handler = grpc.stream_stream_rpc_method_handler(
-        servicer.ServerReflectionInfo,
+        slots.bounded(servicer.ServerReflectionInfo),
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )

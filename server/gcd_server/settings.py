@@ -61,10 +61,12 @@ def positive_count(text: str) -> int:
     return int(text)
 
 
-def admin_url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// URL")
-    return text.rstrip("/")
+def unix_socket(text: str) -> str:
+    if not text.startswith(("/", "@")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a unix socket: an absolute path, or @name for an abstract one"
+        )
+    return text
 
 
 def grace_seconds(text: str) -> float:
@@ -121,9 +123,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         (
             "--envoy-admin",
             "GCD_ENVOY_ADMIN",
-            admin_url,
+            unix_socket,
             None,
-            "admin URL of an Envoy in front of this server, drained on SIGTERM before the server stops",
+            "unix socket of the admin API of an Envoy in front of this server (@name: an abstract "
+            "socket), drained on SIGTERM before the server stops",
         ),
     ]
     for flag, env_var, convert, default, text in options:
