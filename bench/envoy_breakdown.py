@@ -16,9 +16,9 @@ from pathlib import Path
 import yaml
 
 from gcd_stack.envoy_config import (
-    LOOPBACK,
     TRANSCODER,
     Config,
+    abstract_admin_socket,
     connection_manager,
     local_config,
     packaged_config,
@@ -26,13 +26,12 @@ from gcd_stack.envoy_config import (
     routes,
 )
 from gcd_stack.ports import Ports
-from gcd_stack.processes import running, server_is_serving, url_answers_ok, wait_until_ready
+from gcd_stack.processes import envoy_is_live, running, server_is_serving, wait_until_ready
 from gcd_testing.ports import distinct_free_ports
 
 import run
 
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
-HEALTH_CHECK = "envoy.filters.http.health_check"
 
 
 def _without_filter(name: str) -> Callable[[Config], None]:
@@ -52,7 +51,6 @@ VARIANTS: dict[str, Callable[[Config], None]] = {
     "no request ids": lambda config: connection_manager(config).update(generate_request_id=False),
     "no JSON error mappers": lambda config: connection_manager(config).pop("local_reply_config"),
     "no header mutation filter": _without_filter(HEADER_MUTATION),
-    "no health-check filter": _without_filter(HEALTH_CHECK),
     "no retry policy": lambda config: route_named(config, "rest")["route"].pop("retry_policy"),
     "no overload manager": lambda config: config.pop("overload_manager"),
     # Envoy cannot stop counting, but it can create no statistic at all.
@@ -64,7 +62,7 @@ VARIANTS: dict[str, Callable[[Config], None]] = {
 
 
 def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
-    grpc_port, metrics_port, *envoy_ports = distinct_free_ports(2 + 3 * len(VARIANTS))
+    grpc_port, metrics_port, *envoy_ports = distinct_free_ports(2 + 2 * len(VARIANTS))
     run.write_request_file(workdir)
     concurrency = run.pod_envoy_concurrency()
     arms: dict[str, run.Arm] = {}
@@ -73,16 +71,16 @@ def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
         wait_until_ready(lambda: server_is_serving(grpc_port), server, "gcd-server")
         pids: dict[str, dict[str, int]] = {}
         for index, (name, change) in enumerate(VARIANTS.items()):
-            envoy, admin, envoy_metrics = envoy_ports[3 * index : 3 * index + 3]
-            ports = Ports(envoy=envoy, envoy_admin=admin, grpc=grpc_port, envoy_metrics=envoy_metrics, metrics=0)
+            envoy, envoy_metrics = envoy_ports[2 * index : 2 * index + 2]
+            ports = Ports(envoy=envoy, grpc=grpc_port, envoy_metrics=envoy_metrics, metrics=0)
             config = local_config(packaged_config(), ports)
             change(config)
             path = workdir / f"envoy-{index}.yaml"
             path.write_text(yaml.safe_dump(config))
             process = stack.enter_context(running(run.pinned_envoy(path), workdir / f"envoy-{index}.log"))
-            # Ready as Envoy itself says: one variant has no health path of its own.
-            ready = f"http://{LOOPBACK}:{admin}/ready"
-            wait_until_ready(functools.partial(url_answers_ok, ready), process, f"Envoy ({name})")
+            # Ready as Envoy itself says.
+            ready = functools.partial(envoy_is_live, abstract_admin_socket(ports))
+            wait_until_ready(ready, process, f"Envoy ({name})")
             arms[name] = run.Arm(name, False, envoy, "envoy")
             pids[name] = {"server": server.pid, "envoy": process.pid}
         shipped = run.Arm("gRPC passed through, as shipped", True, arms["as shipped"].port, "envoy")

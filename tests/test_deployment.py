@@ -18,6 +18,7 @@ from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
 from gcd_stack.envoy_config import (
     IMAGE_FILES,
     TRANSCODER,
+    admin_socket,
     connection_manager,
     file_routes,
     health_path,
@@ -139,7 +140,8 @@ def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
         {"name": "http", "containerPort": ENVOY.envoy},
         {"name": "envoy-metrics", "containerPort": ENVOY.envoy_metrics},
     ]
-    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.envoy}
+    # The readiness path is on the metrics listener, outside the public port's connection budget.
+    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.envoy_metrics}
     assert ENVOY.grpc == DEFAULT_PORT
 
 
@@ -216,7 +218,7 @@ def test_envoy_closes_idle_client_connections_while_the_server_still_serves(pi: 
 
 
 def test_the_server_drains_the_envoy_beside_it_as_the_stack_does(pi: list[Manifest]) -> None:
-    assert server_env(pi)["GCD_ENVOY_ADMIN"] == f"http://127.0.0.1:{ENVOY.envoy_admin}"
+    assert server_env(pi)["GCD_ENVOY_ADMIN"] == admin_socket(packaged_config())
     args = container(pi, "envoy")["args"]
     for flag, value in zip(POD_ENVOY_FLAGS[::2], POD_ENVOY_FLAGS[1::2], strict=True):
         assert flag_value(args, flag) == value

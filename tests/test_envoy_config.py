@@ -14,7 +14,9 @@ from gcd_stack.envoy_config import (
     ADMIN_CLUSTER,
     CLUSTER,
     HEALTH_CHECK_FILTER,
+    METRICS_LISTENER,
     TRANSCODER,
+    admin_socket,
     cluster,
     connection_manager,
     file_routes,
@@ -22,6 +24,7 @@ from gcd_stack.envoy_config import (
     local_config,
     openapi_path,
     packaged_config,
+    route_named,
     routes,
     write_local_config,
 )
@@ -39,9 +42,7 @@ def test_installed_config_is_the_repository_file() -> None:
 
 def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None:
     config_path = tmp_path / "envoy.yaml"
-    write_local_config(
-        config_path, Ports(envoy=18080, envoy_admin=19901, grpc=13000, envoy_metrics=19102, metrics=19103)
-    )
+    write_local_config(config_path, Ports(envoy=18080, grpc=13000, envoy_metrics=19102, metrics=19103))
     command = [*envoy_command(config_path), "--mode", "validate"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -49,20 +50,29 @@ def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None
 
 
 def test_ports_agree_with_the_server_default() -> None:
-    assert default_ports() == Ports(
-        envoy=8080, envoy_admin=9901, grpc=DEFAULT_PORT, envoy_metrics=9102, metrics=DEFAULT_METRICS_PORT
-    )
+    assert default_ports() == Ports(envoy=8080, grpc=DEFAULT_PORT, envoy_metrics=9102, metrics=DEFAULT_METRICS_PORT)
 
 
-def test_admin_listens_on_loopback_only() -> None:
-    assert packaged_config()["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+def test_admin_listens_on_an_abstract_unix_socket_only() -> None:
+    """No TCP port, not even on loopback, which a page in any browser can POST to; an abstract
+    socket is bound to the pod's network namespace."""
+    config = packaged_config()
+    assert config["admin"]["address"] == {"pipe": {"path": "@gcd-envoy-admin"}}
+    assert admin_socket(config) == "@gcd-envoy-admin"
 
 
 def test_transcoder_and_health_check_name_the_server_service() -> None:
     config = packaged_config()
     assert http_filter(config, TRANSCODER)["services"] == [SERVICE_NAME]
     assert cluster(config)["health_checks"][0]["grpc_health_check"]["service_name"] == SERVICE_NAME
-    assert http_filter(config, HEALTH_CHECK_FILTER)["cluster_min_healthy_percentages"] == {CLUSTER: {"value": 100}}
+    health_check = http_filter(config, HEALTH_CHECK_FILTER, METRICS_LISTENER)
+    assert health_check["cluster_min_healthy_percentages"] == {CLUSTER: {"value": 100}}
+
+
+def test_the_public_port_forwards_grpc_and_grpc_web_for_the_service_alone() -> None:
+    config = packaged_config()
+    for name in ("grpc", "grpc_web", "grpc_web_not_post"):
+        assert route_named(config, name)["match"]["prefix"] == f"/{SERVICE_NAME}/", name
 
 
 def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_api() -> None:
@@ -73,15 +83,17 @@ def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_
     assert admin_endpoint["address"] == config["admin"]["address"]
 
 
-def test_the_stack_changes_only_ports_addresses_and_descriptor_path() -> None:
+def test_the_stack_changes_only_ports_addresses_admin_socket_and_descriptor_path() -> None:
     original = packaged_config()
-    local = local_config(original, Ports(envoy=1, envoy_admin=2, grpc=3, envoy_metrics=4, metrics=5))
+    local = local_config(original, Ports(envoy=1, grpc=3, envoy_metrics=4, metrics=5), "/private/envoy-admin.sock")
+    assert admin_socket(local) == "/private/envoy-admin.sock"
 
     def masked(config: Any) -> Any:
         if isinstance(config, dict):
             return {
                 key: "*"
-                if key in ("port_value", "address", "proto_descriptor", "filename") and not isinstance(value, dict)
+                if key in ("port_value", "address", "proto_descriptor", "filename", "pipe")
+                and (key == "pipe" or not isinstance(value, dict))
                 else masked(value)
                 for key, value in config.items()
             }

@@ -3,8 +3,10 @@ Envoy's admin API that answers as told and records what it was asked, so the ord
 the retries can be checked; the real Envoy's side is in test_pod_commands.py and test_rollout.py."""
 
 import http.server
+import socketserver
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ import pytest
 
 from gcd_server import envoy_sidecar
 from gcd_server.envoy_sidecar import CLIENT_CONNECTIONS_STAT, EnvoySidecar
-from gcd_stack.envoy_config import LOOPBACK, packaged_config, stat_prefix
+from gcd_stack.envoy_config import packaged_config, stat_prefix
 
 from processes import wait_until
 
@@ -24,7 +26,7 @@ class FakeAdmin:
 
     answers: dict[str, Callable[[], tuple[int, str]]] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
-    url: str = ""
+    socket: str = ""
 
 
 @contextmanager
@@ -45,14 +47,16 @@ def fake_admin(answers: dict[str, Callable[[], tuple[int, str]]]) -> Iterator[Fa
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
-    admin.url = f"http://{LOOPBACK}:{server.server_address[1]}"
+    # An abstract unix socket, as the pod's Envoy listens on, of a name no other test uses.
+    admin.socket = f"@gcd-test-admin-{uuid.uuid4().hex}"
+    server = socketserver.ThreadingUnixStreamServer("\0" + admin.socket[1:], Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield admin
     finally:
         server.shutdown()
+        server.server_close()
         thread.join(5)
 
 
@@ -79,7 +83,7 @@ def test_drain_fails_envoy_then_waits_until_its_clients_have_gone() -> None:
     answers = {"/server_info": lambda: SERVER_INFO, "/healthcheck/fail": lambda: (200, "OK"), "/stats": connections}
     with fake_admin(answers) as admin:
         started = time.monotonic()
-        EnvoySidecar(admin.url).drain()
+        EnvoySidecar(admin.socket).drain()
         took = time.monotonic() - started
     assert admin.asked[:2] == ["GET /server_info", "POST /healthcheck/fail"]
     assert admin.asked[2:] == ["GET /stats"] * 4
@@ -90,13 +94,13 @@ def test_drain_waits_the_whole_drain_time_when_envoy_does_not_count() -> None:
     answers = {"/server_info": lambda: SERVER_INFO, "/healthcheck/fail": lambda: (200, "OK")}
     with fake_admin(answers) as admin:
         started = time.monotonic()
-        EnvoySidecar(admin.url).drain()
+        EnvoySidecar(admin.socket).drain()
         assert 2.0 <= time.monotonic() - started < 3.0
 
 
 def test_readmission_is_retried_until_envoy_takes_it() -> None:
     with fake_admin({"/healthcheck/ok": replies((503, ""), (503, ""), (200, "OK"))}) as admin:
-        EnvoySidecar(admin.url).readmit_in_background()
+        EnvoySidecar(admin.socket).readmit_in_background()
         wait_until(lambda: admin.asked.count("POST /healthcheck/ok") == 3, 5, "three tries")
         time.sleep(0.3)
         assert admin.asked.count("POST /healthcheck/ok") == 3, "no try after Envoy has taken it"
@@ -110,7 +114,7 @@ def test_a_readmission_never_lands_after_the_drain_has_begun() -> None:
         "/stats": lambda: (200, f"{CLIENT_CONNECTIONS_STAT}: 0\n"),
     }
     with fake_admin(answers) as admin:
-        sidecar = EnvoySidecar(admin.url)
+        sidecar = EnvoySidecar(admin.socket)
         sidecar.readmit_in_background()
         wait_until(lambda: "POST /healthcheck/ok" in admin.asked, 5, "a first try")
         sidecar.drain()
@@ -121,8 +125,8 @@ def test_a_readmission_never_lands_after_the_drain_has_begun() -> None:
 
 def test_no_envoy_listening_means_nothing_to_readmit(caplog: pytest.LogCaptureFixture) -> None:
     with fake_admin({}) as admin:
-        url = admin.url
+        address = admin.socket
     caplog.set_level("INFO")
-    sidecar = EnvoySidecar(url)
+    sidecar = EnvoySidecar(address)
     sidecar.readmit_in_background()
     wait_until(lambda: "not started yet" in caplog.text, 5, "the log line")

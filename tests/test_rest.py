@@ -47,6 +47,8 @@ def test_gcd(stack_ports: Ports, path: str, result: str) -> None:
         ("/gcd/0x10/2", 3, 'a: invalid value "0x10"'),
         (f"/gcd/{UINT64_MAX + 1}/1", 3, f'a: invalid value "{UINT64_MAX + 1}"'),
         ("/gcd//18", 3, 'a: invalid value ""'),
+        # Slashes are not merged, and an escaped one stays in its segment (envoy/envoy.yaml).
+        ("/gcd/12%2F18/6", 3, 'a: invalid value "12/18"'),
     ],
 )
 def test_bad_operand_is_400_naming_the_parameter(stack_ports: Ports, path: str, code: int, message: str) -> None:
@@ -151,7 +153,13 @@ def test_a_70_kb_url_is_431(stack_ports: Ports) -> None:
 
 
 def test_health_path_is_200_while_the_server_serves(stack_ports: Ports) -> None:
-    assert http_request(stack_ports.envoy, HEALTH_PATH).status == 200
+    assert http_request(stack_ports.envoy_metrics, HEALTH_PATH).status == 200
+
+
+def test_the_health_path_is_not_on_the_public_port(stack_ports: Ports) -> None:
+    """It is kubelet's, on the listener a flood of the public port cannot exhaust."""
+    reply = http_request(stack_ports.envoy, HEALTH_PATH)
+    assert reply.status == 404 and reply.json()["code"] == 5
 
 
 def test_envoy_serves_the_generated_openapi_document(stack_ports: Ports) -> None:

@@ -47,7 +47,7 @@ def test_defaults() -> None:
 
 
 def test_environment_sets_each_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    values = ("127.0.0.1", "3100", "2.5", "debug", "7", "http://127.0.0.1:9901/", "0")
+    values = ("127.0.0.1", "3100", "2.5", "debug", "7", "@gcd-envoy-admin", "0")
     for name, value in zip(ENV_VARS, values, strict=True):
         monkeypatch.setenv(name, value)
     assert parse_settings([]) == Settings(
@@ -56,7 +56,7 @@ def test_environment_sets_each_value(monkeypatch: pytest.MonkeyPatch) -> None:
         grace_seconds=2.5,
         log_level="DEBUG",
         max_concurrent_rpcs=7,
-        envoy_admin="http://127.0.0.1:9901",
+        envoy_admin="@gcd-envoy-admin",
         metrics_port=0,
     )
 
@@ -76,6 +76,7 @@ def test_flag_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--grace", "soon"], "'soon' is not a number of seconds"),
         (["--grace", "inf"], "'inf' is not a number of seconds"),
         (["--log-level", "loud"], "'loud' is not one of DEBUG, INFO, WARNING, ERROR"),
+        (["--envoy-admin", "http://127.0.0.1:9901"], "'http://127.0.0.1:9901' is not a unix socket"),
     ],
 )
 def test_bad_flag_exits_2_with_reason(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

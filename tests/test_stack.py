@@ -2,7 +2,9 @@
 
 import dataclasses
 import os
+import re
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -20,9 +22,9 @@ from processes import SCRIPTS, json_lines, messages, server_pid, stack_command, 
 def test_help_explains_each_flag() -> None:
     result = subprocess.run([str(SCRIPTS / "gcd-stack"), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for text in ("--grpc-port", "--envoy-port", "--envoy-admin-port", "--envoy-metrics-port", "--metrics-port"):
+    for text in ("--grpc-port", "--envoy-port", "--envoy-metrics-port", "--metrics-port"):
         assert text in result.stdout
-    for text in ("default: 3000", "default: 8080", "default: 9901", "default: 9102", "default: 9103"):
+    for text in ("default: 3000", "default: 8080", "default: 9102", "default: 9103"):
         assert text in result.stdout
 
 
@@ -52,6 +54,21 @@ def test_ready_banner_gives_the_urls(own_stack: tuple[Ports, subprocess.Popen[by
     assert health_url(ports) in banner
 
 
+def test_envoys_admin_is_a_unix_socket_in_a_private_directory_gone_after_the_stop(
+    own_stack: tuple[Ports, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """No TCP port a browser tab could POST to: only this user reaches the admin API."""
+    _, stack = own_stack
+    wait_until(lambda: "Ctrl-C" in (tmp_path / "stack.out").read_text(), 5, "banner")
+    (socket_path,) = re.findall(r"curl --unix-socket (\S+) http://envoy/", (tmp_path / "stack.out").read_text())
+    private = Path(socket_path).parent
+    assert stat.S_ISSOCK(Path(socket_path).stat().st_mode)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    stack.terminate()
+    assert stack.wait(20) == 0
+    assert not private.exists()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_everything_and_frees_every_port(
     own_stack: tuple[Ports, subprocess.Popen[bytes]], signum: signal.Signals, tmp_path: Path
@@ -62,7 +79,7 @@ def test_a_signal_stops_everything_and_frees_every_port(
     stack.send_signal(signum)
     assert stack.wait(20) == 0
     assert not any(is_alive(pid) for pid in started)
-    assert all(port_is_free(port) for port in (ports.grpc, ports.envoy, ports.envoy_admin))
+    assert all(port_is_free(port) for port in dataclasses.astuple(ports))
     assert messages(tmp_path / "stack.err")[-1] == "stopped"
 
 
@@ -73,7 +90,7 @@ def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Pop
     stack.kill()
     stack.wait(5)
     wait_until(lambda: not any(is_alive(pid) for pid in started), 15, "children exit")
-    assert all(port_is_free(port) for port in (ports.grpc, ports.envoy, ports.envoy_admin))
+    assert all(port_is_free(port) for port in dataclasses.astuple(ports))
 
 
 def test_envoy_writes_one_json_access_log_line_per_request(

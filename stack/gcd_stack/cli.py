@@ -35,9 +35,8 @@ def parse_ports(argv: Sequence[str] | None = None) -> Ports:
     # mean to gcd-server; Envoy's ports say so.
     meanings = {
         "envoy": "Envoy's port for REST and gRPC",
-        "envoy_admin": "Envoy's admin port",
         "grpc": "gcd-server's gRPC port",
-        "envoy_metrics": "Envoy's Prometheus statistics",
+        "envoy_metrics": "Envoy's Prometheus statistics and readiness path",
         "metrics": "gcd-server's Prometheus metrics",
     }
     for field in dataclasses.fields(Ports):
@@ -49,11 +48,11 @@ def parse_ports(argv: Sequence[str] | None = None) -> Ports:
     args = vars(parser.parse_args(argv))
     ports = Ports(**{field.name: args[f"{field.name}_port"] for field in dataclasses.fields(Ports)})
     if len(set(dataclasses.astuple(ports))) < len(meanings):
-        parser.error("the five ports must all be different")
+        parser.error(f"the {len(meanings)} ports must all be different")
     return ports
 
 
-def _print_ready(ports: Ports, health_url: str) -> None:
+def _print_ready(ports: Ports, health_url: str, envoy_admin_socket: Path) -> None:
     print(
         "gcd-stack ready\n"
         f"  REST:          curl http://{LOOPBACK}:{ports.envoy}/gcd/12/18\n"
@@ -62,7 +61,7 @@ def _print_ready(ports: Ports, health_url: str) -> None:
         f"  health:        {health_url}\n"
         f"  metrics:       http://{LOOPBACK}:{ports.envoy_metrics}/stats/prometheus (Envoy), "
         f"http://{LOOPBACK}:{ports.metrics}/metrics (gcd-server)\n"
-        f"  Envoy admin:   http://{LOOPBACK}:{ports.envoy_admin}/\n"
+        f"  Envoy admin:   curl --unix-socket {envoy_admin_socket} http://envoy/\n"
         "Ctrl-C stops both.",
         flush=True,
     )
@@ -77,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         stack = Stack(ports, Path(workdir))
         try:
             stack.start()
-            _print_ready(ports, stack.health_url)
+            _print_ready(ports, stack.health_url, stack.envoy_admin_socket)
             stack.supervise(stop_signal)
         except StackError as error:
             log.error("%s", error)

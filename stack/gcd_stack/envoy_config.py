@@ -1,10 +1,11 @@
 """envoy/envoy.yaml, adapted to run on this machine: the same config with other ports.
 
 Only what must differ on a workstation is replaced: the ports, the bind addresses (loopback, so
-nothing is exposed to the network) and the paths of the files the build generated (the
-descriptor set, the OpenAPI document, the /docs page), installed with the gcd package here and
-baked into the image under /etc/envoy there, in the same layout. Everything else is exactly
-what the pod runs.
+nothing is exposed to the network), the admin API's unix socket (the pod's abstract one would be
+shared by every stack on this machine; here it sits in a private directory) and the paths of
+the files the build generated (the descriptor set, the OpenAPI document, the /docs page),
+installed with the gcd package here and baked into the image under /etc/envoy there, in the same
+layout. Everything else is exactly what the pod runs.
 """
 
 from importlib import resources
@@ -20,6 +21,8 @@ LISTENER = "gcd_http"
 METRICS_LISTENER = "metrics"
 CLUSTER = "gcd_server"
 ADMIN_CLUSTER = "envoy_admin"
+CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
+CONNECTION_LIMIT = "envoy.filters.network.connection_limit"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 CORS_FILTER = "envoy.filters.http.cors"
 # The Envoy container's variable that lists the origins allowed to call from browsers; read by
@@ -87,13 +90,21 @@ def _upstream(config: Config, cluster_name: str = CLUSTER) -> Config:
 
 def connection_manager(config: Config, listener: str = LISTENER) -> Config:
     """The HTTP connection manager of a listener: its routes, filters and timeouts."""
-    manager: Config = _listener(config, listener)["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = _listener(config, listener)["filter_chains"][0]["filters"]
+    manager: Config = next(item for item in filters if item["name"] == CONNECTION_MANAGER)["typed_config"]
     return manager
 
 
-def http_filter(config: Config, name: str) -> Config:
-    """The typed_config of the named HTTP filter on the REST/gRPC listener."""
-    manager = connection_manager(config)
+def connection_limit(config: Config, listener: str = LISTENER) -> int:
+    """The most client connections a listener keeps open at once (its connection_limit filter)."""
+    filters = _listener(config, listener)["filter_chains"][0]["filters"]
+    limit: int = next(item for item in filters if item["name"] == CONNECTION_LIMIT)["typed_config"]["max_connections"]
+    return limit
+
+
+def http_filter(config: Config, name: str, listener: str = LISTENER) -> Config:
+    """The typed_config of the named HTTP filter on a listener (the REST/gRPC one by default)."""
+    manager = connection_manager(config, listener)
     typed_config: Config = next(item for item in manager["http_filters"] if item["name"] == name)["typed_config"]
     return typed_config
 
@@ -110,10 +121,18 @@ def _virtual_host(config: Config) -> Config:
     return host
 
 
+def cors_routes(config: Config) -> dict[str, Config]:
+    """The routes with a CORS policy, by name, and their policies."""
+    return {
+        route["name"]: route["typed_per_filter_config"][CORS_FILTER]
+        for route in routes(config)
+        if CORS_FILTER in route.get("typed_per_filter_config", {})
+    }
+
+
 def cors_policy(config: Config) -> Config:
-    """The CORS policy of the REST/gRPC listener's virtual host."""
-    policy: Config = _virtual_host(config)["typed_per_filter_config"][CORS_FILTER]
-    return policy
+    """The one CORS policy, which every route of the API carries (the REST route's)."""
+    return cors_routes(config)["rest"]
 
 
 def routes(config: Config) -> list[Config]:
@@ -137,29 +156,50 @@ def file_routes(config: Config) -> dict[str, Config]:
 
 
 def health_path(config: Config) -> str:
-    path: str = http_filter(config, HEALTH_CHECK_FILTER)["headers"][0]["string_match"]["exact"]
+    """The readiness path, which the metrics listener serves."""
+    health_check = http_filter(config, HEALTH_CHECK_FILTER, METRICS_LISTENER)
+    path: str = health_check["headers"][0]["string_match"]["exact"]
     return path
 
 
-def local_config(config: Config, ports: Ports) -> Config:
-    """config with the given ports, every address on loopback, and the generated files that
+def _admin_pipes(config: Config) -> list[Config]:
+    """The admin API's unix socket, as the admin server and the cluster that scrapes it name it."""
+    endpoint = cluster(config, ADMIN_CLUSTER)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    return [config["admin"]["address"]["pipe"], endpoint["address"]["pipe"]]
+
+
+def admin_socket(config: Config) -> str:
+    """The unix socket the admin API listens on; a leading @ names an abstract one."""
+    path: str = _admin_pipes(config)[0]["path"]
+    return path
+
+
+def local_config(config: Config, ports: Ports, admin_socket_path: str | None = None) -> Config:
+    """config with the given ports, every address on loopback, the admin API on the unix socket
+    admin_socket_path (by default abstract_admin_socket(ports)), and the generated files that
     were installed with the package."""
     local: Config = _with_installed_files(config)
     for address, port in (
         (_socket_address(_listener(local)), ports.envoy),
-        (_socket_address(local["admin"]), ports.envoy_admin),
         (_upstream(local), ports.grpc),
         (_socket_address(_listener(local, METRICS_LISTENER)), ports.envoy_metrics),
-        (_upstream(local, ADMIN_CLUSTER), ports.envoy_admin),
     ):
         address["address"] = LOOPBACK
         address["port_value"] = port
+    for pipe in _admin_pipes(local):
+        pipe["path"] = admin_socket_path or abstract_admin_socket(ports)
     return local
 
 
-def write_local_config(path: Path, ports: Ports) -> None:
+def write_local_config(path: Path, ports: Ports, admin_socket_path: str | None = None) -> None:
     """local_config of the installed envoy/envoy.yaml, written where Envoy can read it."""
-    path.write_text(yaml.safe_dump(local_config(packaged_config(), ports)))
+    path.write_text(yaml.safe_dump(local_config(packaged_config(), ports, admin_socket_path)))
+
+
+def abstract_admin_socket(ports: Ports) -> str:
+    """An abstract admin socket for an Envoy on ports: the pod's, made unique on this machine by
+    Envoy's port; what the tests and the benchmark use (gcd-stack's is in a private directory)."""
+    return f"{admin_socket(packaged_config())}-{ports.envoy}"
 
 
 def ports_of(config: Config, metrics: int) -> Ports:
@@ -167,7 +207,6 @@ def ports_of(config: Config, metrics: int) -> Ports:
     port, which it does not name."""
     return Ports(
         envoy=_socket_address(_listener(config))["port_value"],
-        envoy_admin=_socket_address(config["admin"])["port_value"],
         grpc=_upstream(config)["port_value"],
         envoy_metrics=_socket_address(_listener(config, METRICS_LISTENER))["port_value"],
         metrics=metrics,

@@ -1,4 +1,5 @@
-"""The ports of one stack or pod, named for whose they are: gcd-server's, or Envoy's."""
+"""The ports of one stack or pod, named for whose they are: gcd-server's, or Envoy's. (Envoy's
+admin API has none: it listens on a unix socket.)"""
 
 from dataclasses import dataclass
 
@@ -6,7 +7,6 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Ports:
     envoy: int  # REST and gRPC, through Envoy
-    envoy_admin: int
     grpc: int  # gcd-server's gRPC
-    envoy_metrics: int  # Envoy's statistics for Prometheus
+    envoy_metrics: int  # Envoy's statistics for Prometheus, and its readiness path
     metrics: int  # gcd-server's metrics for Prometheus

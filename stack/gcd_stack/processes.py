@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gcd_server.app import SERVICE_NAME
+from gcd_server.envoy_sidecar import admin_request
 from gcd_server.settings import DEFAULT_GRACE_SECONDS, DEFAULT_METRICS_PORT
 from gcd_stack.envoy_config import LOOPBACK, health_path, packaged_config, ports_of
 from gcd_stack.ports import Ports
@@ -58,8 +59,8 @@ def envoy_command(config_path: Path) -> list[str]:
 
 
 def health_url(ports: Ports) -> str:
-    """Envoy's health path: 200 while the server behind it is SERVING."""
-    return f"http://{LOOPBACK}:{ports.envoy}{health_path(packaged_config())}"
+    """Envoy's readiness path: 200 while the server behind it is SERVING."""
+    return f"http://{LOOPBACK}:{ports.envoy_metrics}{health_path(packaged_config())}"
 
 
 def server_is_serving(port: int) -> bool:
@@ -71,6 +72,15 @@ def server_is_serving(port: int) -> bool:
         except grpc.RpcError:
             return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def envoy_is_live(admin_socket: str) -> bool:
+    """Envoy has started: its admin API answers /ready (the server behind it may be absent)."""
+    try:
+        admin_request(admin_socket, "/ready", timeout=1.0)
+    except OSError:
+        return False
+    return True
 
 
 def url_answers_ok(url: str) -> bool:

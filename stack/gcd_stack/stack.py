@@ -60,6 +60,8 @@ class Stack:
         self.ports = ports
         self.health_url = health_url(ports)
         self._envoy_config = workdir / "envoy.yaml"
+        # In the stack's private directory: no other user, and no browser, can reach it.
+        self.envoy_admin_socket = workdir / "envoy-admin.sock"
         self._server: subprocess.Popen[bytes] | None = None
         self._envoy: subprocess.Popen[bytes] | None = None
 
@@ -67,7 +69,7 @@ class Stack:
         busy = [port for port in dataclasses.astuple(self.ports) if not port_is_free(port)]
         if busy:
             raise StackError(f"port(s) {', '.join(map(str, busy))} already in use on {LOOPBACK}; choose others")
-        write_local_config(self._envoy_config, self.ports)
+        write_local_config(self._envoy_config, self.ports, str(self.envoy_admin_socket))
         try:
             self._server = self._start_server()
             wait_until_ready(lambda: server_is_serving(self.ports.grpc), self._server, "gcd-server")
@@ -77,8 +79,9 @@ class Stack:
             raise StackError(str(error)) from error
 
     def _start_server(self) -> subprocess.Popen[bytes]:
-        envoy_admin = f"http://{LOOPBACK}:{self.ports.envoy_admin}"
-        return _spawn(server_command(self.ports.grpc, self.ports.metrics, "--envoy-admin", envoy_admin))
+        return _spawn(
+            server_command(self.ports.grpc, self.ports.metrics, "--envoy-admin", str(self.envoy_admin_socket))
+        )
 
     def supervise(self, stop_signal: StopSignal) -> None:
         """Restarts gcd-server whenever it dies, until stop_signal; fails if Envoy dies."""

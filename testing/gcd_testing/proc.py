@@ -1,5 +1,6 @@
 """What Linux says about a process in /proc: its children, whether it lives, its CPU and memory."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -54,3 +55,24 @@ def memory_mib(pid: int) -> tuple[float, float]:
 def resident_bytes(pid: int) -> int:
     """Memory resident now (VmRSS): the nearest a process comes to its container's working set."""
     return int(_status(pid)["VmRSS"].split()[0]) * 1024
+
+
+_TCP_LISTEN = "0A"
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """The TCP ports, IPv4 or IPv6, that the process listens on (its sockets in LISTEN state)."""
+    inodes = set()
+    for link in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(link)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_address, state, inode = fields[1], fields[3], fields[9]
+            if state == _TCP_LISTEN and inode in inodes:
+                ports.add(int(local_address.rpartition(":")[2], 16))
+    return ports
