@@ -1,0 +1,380 @@
+"""Hostile streams and connections, sent as someone on the cluster's network would: storms of
+health Watch calls, reflection streams held open, floods of idle connections; on Envoy's public
+port (native gRPC, and gRPC-Web from a page of another origin) and on gcd-server's own. During
+and after each one the service stays healthy: health Check answers on the server's port, REST
+answers through Envoy, and the readiness path and both metrics endpoints answer."""
+
+import queue
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_server.app import (
+    HANDSHAKE_TIMEOUT_MS,
+    MAX_CONCURRENT_STREAMS,
+    MAX_CONNECTION_AGE_GRACE_MS,
+    MAX_CONNECTION_AGE_MS,
+    MAX_CONNECTION_IDLE_MS,
+    MAX_STREAM_SECONDS,
+    SERVICE_NAME,
+)
+from gcd_stack.envoy_config import LOOPBACK, connection_limit, connection_manager, packaged_config, route_named
+from gcd_stack.ports import Ports
+from gcd_stack.processes import STOP_TIMEOUT_SECONDS, health_url
+from gcd_testing.grpc_frame import grpc_frame
+from gcd_testing.proc import children, is_alive, listening_tcp_ports
+from gcd_testing.stats import percentile
+
+from clients import grpc_web_headers, http_request, http_request_bytes
+from figures import record_figure
+from processes import envoy_pid, running_stack
+
+pytestmark = pytest.mark.faults
+# Enough to wedge grpcio-health-checking's Watch, and more streams than the server has threads.
+WATCH_CALLS = 40
+HELD_STREAMS = 6
+# More than the public listener's limit, well under the global one plus the metrics listener's.
+FLOOD_CONNECTIONS = 1000
+ATTACKER_ORIGIN = "https://attacker.example"
+WATCH = "/grpc.health.v1.Health/Watch"
+SAMPLES = 30
+# Generous for a loaded 2-core machine; an unloaded call takes about a millisecond.
+HEALTHY_P99_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Health:
+    """What kubelet, Prometheus and a client would see at one moment."""
+
+    check: str  # the server's own health Check, as kubelet's gRPC probe asks it
+    rest_p99_ms: float
+    rest_failed: int
+    readiness: int
+    envoy_metrics: int
+    server_metrics: int
+
+    def __str__(self) -> str:
+        rest = f"REST p99 {self.rest_p99_ms:.1f} ms ({self.rest_failed} failed), " if self.rest_p99_ms else ""
+        return (
+            f"Check {self.check}, {rest}readiness {self.readiness}, metrics {self.envoy_metrics}/{self.server_metrics}"
+        )
+
+
+def status_of(port: int, path: str) -> int:
+    try:
+        return http_request(port, path).status
+    except OSError:
+        return 0
+
+
+def health_now(ports: Ports, rest: bool = True) -> Health:
+    with grpc.insecure_channel(f"{LOOPBACK}:{ports.grpc}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=2
+            )
+            check = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        except grpc.RpcError as error:
+            check = error.code().name
+    samples, failed = [], 0
+    for i in range(SAMPLES if rest else 0):
+        started = time.monotonic()
+        try:
+            ok = http_request(ports.envoy, f"/gcd/{12 * i}/18").status == 200
+        except OSError:
+            ok = False
+        samples.append(time.monotonic() - started)
+        failed += not ok
+    return Health(
+        check=check,
+        rest_p99_ms=percentile(samples, 0.99) * 1000 if samples else 0.0,
+        rest_failed=failed,
+        readiness=status_of(ports.envoy_metrics, health_url(ports).split(str(ports.envoy_metrics), 1)[1]),
+        envoy_metrics=status_of(ports.envoy_metrics, "/stats/prometheus"),
+        server_metrics=status_of(ports.metrics, "/metrics"),
+    )
+
+
+def assert_healthy(health: Health, rest: bool = True) -> None:
+    assert health.check == "SERVING", health
+    assert (health.readiness, health.envoy_metrics, health.server_metrics) == (200, 200, 200), health
+    if rest:
+        assert health.rest_failed == 0, health
+        assert health.rest_p99_ms < HEALTHY_P99_SECONDS * 1000, health
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
+    """One gcd-stack for the whole module, so that damage an attack leaves shows in the next; at
+    the end it must still stop on SIGTERM, with exit 0 and no process left behind."""
+    with running_stack(tmp_path_factory.mktemp("hostile-streams")) as (ports, process):
+        yield ports, process
+        pids = list(children(process.pid))
+        process.terminate()
+        assert process.wait(STOP_TIMEOUT_SECONDS + 5) == 0
+        assert not [pid for pid in pids if is_alive(pid)]
+
+
+@pytest.fixture
+def ports(stack: tuple[Ports, subprocess.Popen[bytes]]) -> Iterator[Ports]:
+    yield stack[0]
+    assert_healthy(health_now(stack[0]))
+
+
+def record(attack: str, during: Health | None, after: Health) -> None:
+    if during:
+        record_figure(f"{attack}: during", during)
+    record_figure(f"{attack}: after", after)
+
+
+def watch_storm_grpc(port: int) -> Counter[str]:
+    """WATCH_CALLS health Watch calls at once, each cancelled after its first reply."""
+    outcomes: Counter[str] = Counter()
+    with grpc.insecure_channel(f"{LOOPBACK}:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        calls = [stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5) for _ in range(WATCH_CALLS)]
+        for call in calls:
+            try:
+                next(call)
+                outcomes["a first reply"] += 1
+            except grpc.RpcError as error:
+                outcomes[error.code().name] += 1
+            call.cancel()
+    return outcomes
+
+
+def watch_storm_grpc_web(port: int) -> Counter[str]:
+    """The same as gRPC-Web over HTTP/1.1, as a page of another origin sends it: each call's
+    connection closed once the first bytes of its answer came."""
+    outcomes: Counter[str] = Counter()
+    body = grpc_frame(health_pb2.HealthCheckRequest(service=SERVICE_NAME).SerializeToString())
+    request = http_request_bytes("POST", WATCH, grpc_web_headers() | {"origin": ATTACKER_ORIGIN}, body)
+
+    def one() -> None:
+        with socket.create_connection((LOOPBACK, port), timeout=5) as connection:
+            connection.sendall(request)
+            try:
+                head = connection.recv(4096).split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+            except OSError as error:
+                head = type(error).__name__
+            status = next((line for line in head.split("\r\n") if line.lower().startswith("grpc-status:")), "")
+            outcomes[status or head.split("\r\n")[0]] += 1
+
+    threads = [threading.Thread(target=one) for _ in range(WATCH_CALLS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
+@pytest.mark.parametrize("path", ["Envoy's port, gRPC", "Envoy's port, gRPC-Web from another origin", "server's port"])
+def test_a_storm_of_cancelled_health_watches_leaves_the_server_healthy(ports: Ports, path: str) -> None:
+    if path == "server's port":
+        outcomes = watch_storm_grpc(ports.grpc)
+    elif path == "Envoy's port, gRPC":
+        outcomes = watch_storm_grpc(ports.envoy)
+    else:
+        outcomes = watch_storm_grpc_web(ports.envoy)
+    after = health_now(ports)
+    record(f"{WATCH_CALLS} cancelled health Watch calls, {path} ({dict(outcomes)})", None, after)
+    assert_healthy(after)
+    # Watch is served nowhere: every call is refused with a gRPC status, none with a reset.
+    assert outcomes in (Counter({"UNIMPLEMENTED": WATCH_CALLS}), Counter({"grpc-status: 12": WATCH_CALLS})), outcomes
+
+
+class HeldStreams:
+    """Reflection streams held open on one channel: each asks once, reads the answer, then
+    sends another request every second for as long as it is held."""
+
+    def __init__(self, port: int, count: int) -> None:
+        self._channel = grpc.insecure_channel(f"{LOOPBACK}:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        self._requests: list[queue.Queue[reflection_pb2.ServerReflectionRequest | None]] = []
+        self._calls: list[grpc.Future[object]] = []
+        self.outcomes: Counter[str] = Counter()
+        stub = reflection_pb2_grpc.ServerReflectionStub(self._channel)
+        for _ in range(count):
+            requests: queue.Queue[reflection_pb2.ServerReflectionRequest | None] = queue.Queue()
+            requests.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+            call = stub.ServerReflectionInfo(iter(requests.get, None))
+            self._requests.append(requests)
+            self._calls.append(call)
+        for index in range(count):
+            try:
+                self.next_reply(index)
+                self.outcomes["held open"] += 1
+            except grpc.RpcError as error:
+                self.outcomes[error.code().name] += 1
+        self._stop = threading.Event()
+        self._feeder = threading.Thread(target=self._feed, daemon=True)
+        self._feeder.start()
+
+    def next_reply(self, index: int) -> object:
+        """The next answer on stream index; raises grpc.RpcError once the stream has ended."""
+        return next(self._calls[index])  # type: ignore[call-overload]
+
+    def _feed(self) -> None:
+        while not self._stop.wait(1.0):
+            for requests in self._requests:
+                requests.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._feeder.join()
+        for call in self._calls:
+            call.cancel()
+        self._channel.close()
+
+
+@contextmanager
+def held_streams(port: int, count: int = HELD_STREAMS) -> Iterator[HeldStreams]:
+    streams = HeldStreams(port, count)
+    try:
+        yield streams
+    finally:
+        streams.close()
+
+
+def compute_directly(port: int) -> str:
+    with grpc.insecure_channel(f"{LOOPBACK}:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        try:
+            gcd_pb2_grpc.GCDServiceStub(channel).Compute(gcd_pb2.ComputeRequest(a=12, b=18), timeout=2)
+        except grpc.RpcError as error:
+            return error.code().name
+    return "OK"
+
+
+@pytest.mark.parametrize("through", ["Envoy's port", "server's port"])
+def test_held_reflection_streams_do_not_starve_unary_calls(ports: Ports, through: str) -> None:
+    with held_streams(ports.envoy if through == "Envoy's port" else ports.grpc) as streams:
+        time.sleep(1.5)
+        during = health_now(ports)
+        compute = compute_directly(ports.grpc)
+    record(
+        f"{HELD_STREAMS} reflection streams held open, {through} ({dict(streams.outcomes)})", during, health_now(ports)
+    )
+    assert_healthy(during)
+    assert compute == "OK"
+    # The rest are refused at once, with a status, rather than queued behind the held ones.
+    assert streams.outcomes == Counter(
+        {"held open": MAX_CONCURRENT_STREAMS, "RESOURCE_EXHAUSTED": HELD_STREAMS - MAX_CONCURRENT_STREAMS}
+    )
+
+
+@pytest.mark.parametrize("through", ["Envoy's port", "server's port"])
+def test_a_reflection_stream_that_never_stops_talking_is_ended(ports: Ports, through: str) -> None:
+    started = time.monotonic()
+    with held_streams(ports.envoy if through == "Envoy's port" else ports.grpc, count=1) as streams:
+        ended = ""
+        while time.monotonic() - started < MAX_STREAM_SECONDS + 5:
+            try:
+                streams.next_reply(0)
+            except grpc.RpcError as error:
+                ended = error.code().name
+                break
+        took = time.monotonic() - started
+    record_figure(f"a reflection stream sending every second, {through}: ended after (s), with", f"{took:.1f}, {ended}")
+    assert ended == "DEADLINE_EXCEEDED"
+    assert MAX_STREAM_SECONDS <= took < MAX_STREAM_SECONDS + 2
+
+
+def test_envoy_bounds_a_streams_life_below_the_servers_connection_age() -> None:
+    """A stream that sends nothing more holds a slot until Envoy ends it (through Envoy), or
+    until its connection is closed for its age (directly)."""
+    route = route_named(packaged_config(), "grpc_reflection")["route"]
+    envoy_limit = float(route["max_stream_duration"]["max_stream_duration"].removesuffix("s"))
+    assert MAX_STREAM_SECONDS < envoy_limit < (MAX_CONNECTION_AGE_MS + MAX_CONNECTION_AGE_GRACE_MS) / 1000
+
+
+@contextmanager
+def idle_connections(port: int, count: int, first_bytes: bytes = b"") -> Iterator[list[socket.socket]]:
+    with ExitStack() as held:
+        connections = []
+        for _ in range(count):
+            connection = held.enter_context(socket.create_connection((LOOPBACK, port), timeout=5))
+            if first_bytes:
+                connection.sendall(first_bytes)
+            connections.append(connection)
+        yield connections
+
+
+def closed_by_peer(connection: socket.socket) -> bool:
+    """The other side has closed: reading gives end of file or a reset (data is read and dropped)."""
+    connection.settimeout(0.5)
+    try:
+        while connection.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def test_a_flood_of_idle_connections_to_envoy_leaves_probes_and_metrics_answering(ports: Ports) -> None:
+    config = packaged_config()
+    idle_seconds = float(connection_manager(config)["common_http_protocol_options"]["idle_timeout"].removesuffix("s"))
+    with idle_connections(ports.envoy, FLOOD_CONNECTIONS) as flood:
+        time.sleep(1)
+        during = health_now(ports, rest=False)
+        rest_during = status_of(ports.envoy, "/gcd/12/18")
+        # The attacker keeps every socket open; Envoy closes the idle ones by itself.
+        time.sleep(idle_seconds + 3)
+        closed = sum(closed_by_peer(connection) for connection in flood)
+        after = health_now(ports)
+    record_figure(
+        f"{FLOOD_CONNECTIONS} idle connections to Envoy's port (limit {connection_limit(config)}): during",
+        f"{during}; REST from a new connection: {rest_during or 'refused'}",
+    )
+    record_figure(
+        f"{FLOOD_CONNECTIONS} idle connections to Envoy's port: closed by Envoy after {idle_seconds + 3:.0f} s", closed
+    )
+    record_figure(f"{FLOOD_CONNECTIONS} idle connections to Envoy's port: after, sockets still held", after)
+    assert_healthy(during, rest=False)
+    assert closed == FLOOD_CONNECTIONS
+    assert_healthy(after)
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize(
+    ("kind", "first_bytes", "limit_ms"),
+    [("silent TCP", b"", HANDSHAKE_TIMEOUT_MS), ("HTTP/2 without a call", PREFACE, MAX_CONNECTION_IDLE_MS)],
+)
+def test_idle_connections_to_the_server_are_closed_by_it(
+    ports: Ports, kind: str, first_bytes: bytes, limit_ms: int
+) -> None:
+    with idle_connections(ports.grpc, 300, first_bytes) as flood:
+        time.sleep(limit_ms / 1000 + 3)
+        closed = sum(closed_by_peer(connection) for connection in flood)
+        during = health_now(ports)
+    record_figure(
+        f"300 {kind} connections to the server's port: closed by it within {limit_ms / 1000 + 3:.0f} s", closed
+    )
+    assert closed == 300
+    assert_healthy(during)
+
+
+def test_envoy_listens_on_its_two_ports_and_no_admin_port(stack: tuple[Ports, subprocess.Popen[bytes]]) -> None:
+    ports, process = stack
+    assert listening_tcp_ports(envoy_pid(process)) == {ports.envoy, ports.envoy_metrics}
+
+
+@pytest.mark.parametrize(
+    "path", [WATCH, "/grpc.health.v1.Health/Check", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"]
+)
+def test_other_services_are_refused_on_envoys_port_with_a_status(ports: Ports, path: str) -> None:
+    rest = http_request(ports.envoy, path)
+    assert rest.status == 404 and rest.json()["code"] == 5
