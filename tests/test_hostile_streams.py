@@ -29,16 +29,17 @@ from gcd_server.app import (
     MAX_STREAM_SECONDS,
     SERVICE_NAME,
 )
+from gcd_server.metrics import METRICS_IDLE_SECONDS
 from gcd_stack.envoy_config import LOOPBACK, connection_limit, connection_manager, packaged_config, route_named
 from gcd_stack.ports import Ports
 from gcd_stack.processes import STOP_TIMEOUT_SECONDS, health_url
 from gcd_testing.grpc_frame import grpc_frame
-from gcd_testing.proc import children, is_alive, listening_tcp_ports
+from gcd_testing.proc import children, is_alive, listening_tcp_ports, resident_bytes, thread_count
 from gcd_testing.stats import percentile
 
 from clients import grpc_web_headers, http_request, http_request_bytes
 from figures import record_figure
-from processes import envoy_pid, running_stack
+from processes import envoy_pid, running_stack, server_pid
 
 pytestmark = pytest.mark.faults
 # Enough to wedge grpcio-health-checking's Watch, and more streams than the server has threads.
@@ -365,6 +366,28 @@ def test_idle_connections_to_the_server_are_closed_by_it(
     )
     assert closed == 300
     assert_healthy(during)
+
+
+def test_a_flood_of_idle_connections_to_the_servers_metrics_costs_it_no_memory(
+    stack: tuple[Ports, subprocess.Popen[bytes]],
+) -> None:
+    ports, process = stack
+    pid = server_pid(process)
+    before = resident_bytes(pid)
+    with idle_connections(ports.metrics, 2000):
+        time.sleep(1)
+        grown_mib = (resident_bytes(pid) - before) / 2**20
+        threads = thread_count(pid)
+        time.sleep(METRICS_IDLE_SECONDS + 1)
+        after = health_now(ports)
+    record_figure(
+        "2000 idle connections to the server's metrics port: its memory grew (MiB), threads",
+        f"{grown_mib:.1f}, {threads}",
+    )
+    # prometheus_client's own server took a thread each: 2000 threads and 50 MiB.
+    assert threads < 50
+    assert grown_mib < 10
+    assert_healthy(after)
 
 
 def test_envoy_listens_on_its_two_ports_and_no_admin_port(stack: tuple[Ports, subprocess.Popen[bytes]]) -> None:

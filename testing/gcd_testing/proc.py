@@ -52,6 +52,10 @@ def memory_mib(pid: int) -> tuple[float, float]:
     return int(status["VmHWM"].split()[0]) / 1024, int(status["RssAnon"].split()[0]) / 1024
 
 
+def thread_count(pid: int) -> int:
+    return int(_status(pid)["Threads"])
+
+
 def resident_bytes(pid: int) -> int:
     """Memory resident now (VmRSS): the nearest a process comes to its container's working set."""
     return int(_status(pid)["VmRSS"].split()[0]) * 1024
