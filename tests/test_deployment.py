@@ -190,6 +190,20 @@ def test_server_image_runs_the_gcd_server_command() -> None:
     assert (SCRIPTS / entrypoint[0]).exists()
 
 
+def test_the_server_image_keeps_no_installer_once_its_packages_are_in() -> None:
+    # The base image's pip (with its setuptools and wheel) installs the locked wheels; the running
+    # server needs none of them, and an image without them cannot install anything. test_images.py
+    # checks the built image.
+    runs = dockerfile_stages()["server"].all("RUN")
+    commands = [shlex.split(command) for run in runs for command in run.split("&&")]
+    (removal,) = [at for at, words in enumerate(commands) if words[:4] == ["python", "-m", "pip", "uninstall"]]
+    assert {"--yes", "pip", "setuptools", "wheel"} <= set(commands[removal])
+    assert any("pip" in words and "install" in words for words in commands[:removal])
+    assert not any("pip" in words for words in commands[removal + 1 :])
+    # The pip wheel the official image's ensurepip bundles could install packages just as well.
+    assert ["rm", "-rf", "/usr/local/lib/python3*/ensurepip"] in commands[removal + 1 :]
+
+
 def server_env(manifests: list[Manifest]) -> dict[str, str]:
     return {variable["name"]: variable["value"] for variable in container(manifests, "server")["env"]}
 
@@ -301,6 +315,19 @@ def test_pi_overlay_names_images_of_this_release(pi: list[Manifest]) -> None:
     images = [each["image"] for each in all_containers(pi)]
     assert [image.rsplit(":", 1)[1] for image in images] == [VERSION, VERSION]
     assert all("/" in image for image in images), "the pi overlay must point the images at a registry"
+
+
+def test_the_committed_registry_is_one_no_image_can_be_pulled_from(
+    pi: list[Manifest], preflight: list[Manifest]
+) -> None:
+    # A placeholder on a real registry would pull whatever someone published under its name;
+    # a .invalid host never resolves (RFC 6761), so pods nobody pointed at a registry fail with
+    # ErrImagePull.
+    images = [each["image"] for manifests in (pi, preflight) for each in all_containers(manifests)]
+    hosts = {image.split("/", 1)[0] for image in images}
+    assert all(host.endswith(".invalid") for host in hosts), images
+    deploy = (REPO / "docs" / "deploy.md").read_text()
+    assert all(f"`{host}`" in deploy for host in hosts), "docs/deploy.md must say what the placeholder is"
 
 
 # The preflight: the pod's Envoy alone on every arm64 node, and the node labels it leads to.

