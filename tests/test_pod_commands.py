@@ -1,6 +1,9 @@
 """The pi pod's two containers, run here the way their images and kubelet run them (pods.py)."""
 
 import http.client
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from gcd_stack.processes import url_answers_ok
 from clients import http_request
 from deployment import KUBECTL, render
 from pods import Pod, PodTemplate
-from processes import wait_until
+from processes import REPO, wait_until
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")
 # Envoy health-checks the server every 2 s (envoy/envoy.yaml).
@@ -35,6 +38,19 @@ def test_pi_pod_serves_rest_and_its_server_exits_0_on_sigterm(template: PodTempl
         pod.start()
         wait_until(pod.is_ready, READMITTED_WITHIN_SECONDS, "pod ready")
         assert http_request(pod.ports.envoy, "/gcd/12/18").json() == {"result": "6"}
+        # docs/deploy.md's way into Envoy's admin API, from the server container.
+        (code,) = re.findall(
+            r'exec deploy/gcd -c server -- python -c "(.+?)"', (REPO / "docs" / "deploy.md").read_text()
+        )
+        pod_socket = template.server_env["GCD_ENVOY_ADMIN"]
+        asked = subprocess.run(
+            [sys.executable, "-c", code.replace(f"'{pod_socket}'", f"'{pod.admin_socket}'")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert "cluster.gcd_server.upstream_cx_active" in asked.stdout
         assert pod.stop_server() == 0
 
 
