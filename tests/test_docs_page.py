@@ -54,3 +54,9 @@ def test_the_page_may_run_only_what_is_served_here(stack_ports: Ports, path: str
 def test_the_package_carries_swagger_uis_licence() -> None:
     for name in ("LICENSE", "NOTICE", "swagger-ui-bundle.js.LICENSE.txt"):
         assert installed_file(f"/etc/envoy/docs/{name}").read_text().strip(), name
+
+
+@pytest.mark.parametrize("path", [*file_routes(packaged_config()), "/gcd/12/18", "/gcd/abc/18"])
+def test_no_browser_may_guess_another_content_type(stack_ports: Ports, path: str) -> None:
+    """Every answer of the public port, the files and the API's JSON, says nosniff."""
+    assert http_request(stack_ports.envoy, path).headers["x-content-type-options"] == "nosniff"

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
+from gcd_server.metrics import UNKNOWN_METHOD
 from gcd_stack.envoy_config import LOOPBACK, packaged_config, stat_prefix
 from gcd_stack.ports import Ports
 
@@ -17,6 +18,8 @@ from clients import http_request
 from processes import HEALTH_PATH
 
 CALLS = 20
+# Enough to show growth: each name would be a label set of its own.
+MADE_UP_METHODS = 200
 
 
 def scrape(port: int, path: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -30,8 +33,10 @@ def scrape(port: int, path: str) -> dict[tuple[str, frozenset[tuple[str, str]]],
     }
 
 
-def handled(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], method: str, code: str) -> float:
-    labels = {"grpc_type": "unary", "grpc_service": SERVICE_NAME, "grpc_method": method, "grpc_code": code}
+def handled(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], method: str, code: str, service: str = SERVICE_NAME
+) -> float:
+    labels = {"grpc_type": "unary", "grpc_service": service, "grpc_method": method, "grpc_code": code}
     return samples.get(("grpc_server_handled_total", frozenset(labels.items())), 0.0)
 
 
@@ -47,7 +52,9 @@ def test_server_counts_rpcs_by_method_and_code(stack_ports: Ports) -> None:
     after = scrape(stack_ports.metrics, "/metrics")
 
     assert handled(after, "Compute", "OK") - handled(before, "Compute", "OK") == CALLS + 1
-    assert handled(after, "Nope", "UNIMPLEMENTED") - handled(before, "Nope", "UNIMPLEMENTED") == 1
+    unknown = UNKNOWN_METHOD, "UNIMPLEMENTED", UNKNOWN_METHOD
+    assert handled(after, *unknown) - handled(before, *unknown) == 1
+    assert handled(after, "Nope", "UNIMPLEMENTED") == 0
     latency = frozenset({"grpc_type": "unary", "grpc_service": SERVICE_NAME, "grpc_method": "Compute"}.items())
     count = "grpc_server_handling_seconds_count"
     assert after[(count, latency)] - before.get((count, latency), 0.0) == CALLS + 1
@@ -75,3 +82,18 @@ def test_the_metrics_port_serves_nothing_else_of_the_admin_api(stack_ports: Port
         )
     assert refused.value.code == 404
     assert http_request(stack_ports.envoy_metrics, HEALTH_PATH).status == 200
+
+
+def test_made_up_method_names_do_not_grow_the_servers_metrics(stack_ports: Ports) -> None:
+    """Through the public port, as anyone on the LAN can send them: one label set for them all."""
+    with grpc.insecure_channel(f"{LOOPBACK}:{stack_ports.envoy}") as channel:
+        for i in range(2 * MADE_UP_METHODS):
+            if i == MADE_UP_METHODS:
+                before = scrape(stack_ports.metrics, "/metrics")
+            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE_NAME}/Made{i}Up")
+            with pytest.raises(grpc.RpcError) as refused:
+                call(b"", timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    after = scrape(stack_ports.metrics, "/metrics")
+    handled_series = {labels for name, labels in after if name == "grpc_server_handled_total"}
+    assert handled_series == {labels for name, labels in before if name == "grpc_server_handled_total"}

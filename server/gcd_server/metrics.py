@@ -27,6 +27,11 @@ HANDLING_SECONDS = prometheus_client.Histogram(
 )
 
 
+UNKNOWN_METHOD = "unknown"
+# Calls of methods the server does not have, whatever their names: UNIMPLEMENTED.
+UNKNOWN_METHODS = HANDLED.labels("unary", UNKNOWN_METHOD, UNKNOWN_METHOD, grpc.StatusCode.UNIMPLEMENTED.name)
+
+
 def _code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
     """The status the handler set, if any (ServicerContext.code(): in grpcio, not its stubs)."""
     code: grpc.StatusCode | None = context.code()  # type: ignore[attr-defined]
@@ -39,8 +44,8 @@ def _names(full_method: str) -> tuple[str, str]:
 
 
 class RpcMetrics(grpc.ServerInterceptor):
-    """Counts and times unary RPCs. Streaming ones (reflection, health Watch) are counted when
-    unknown only: they are long-lived and not what the service is measured by.
+    """Counts and times unary RPCs. Streaming ones (reflection) are not counted: they are
+    long-lived and not what the service is measured by.
 
     grpc calls the interceptor for every RPC; the wrapped handler of each method is built once
     and reused, so a call costs two clock reads and two metric updates."""
@@ -57,10 +62,12 @@ class RpcMetrics(grpc.ServerInterceptor):
         if full_method in self._handlers:
             return self._handlers[full_method]
         handler = continuation(handler_call_details)
-        service, method = _names(full_method)
         if handler is None:
-            HANDLED.labels("unary", service, method, grpc.StatusCode.UNIMPLEMENTED.name).inc()
+            # Under one name for them all: a client may make up any number of method names, and
+            # a label value each would grow the server's memory and every scrape without bound.
+            UNKNOWN_METHODS.inc()
             return None
+        service, method = _names(full_method)
         wrapped = handler if handler.unary_unary is None else _observed(handler, service, method)
         self._handlers[full_method] = wrapped
         return wrapped
