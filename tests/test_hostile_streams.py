@@ -39,7 +39,7 @@ from gcd_testing.stats import percentile
 
 from clients import grpc_web_headers, http_request, http_request_bytes
 from figures import record_figure
-from processes import envoy_pid, running_stack, server_pid
+from processes import envoy_pid, running_stack, server_pid, wait_until
 
 pytestmark = pytest.mark.faults
 # Enough to wedge grpcio-health-checking's Watch, and more streams than the server has threads.
@@ -197,9 +197,9 @@ def test_a_storm_of_cancelled_health_watches_leaves_the_server_healthy(ports: Po
 
 class HeldStreams:
     """Reflection streams held open on one channel: each asks once, reads the answer, then
-    sends another request every second for as long as it is held."""
+    sends another request every second for as long as it is held, or, not talking, nothing."""
 
-    def __init__(self, port: int, count: int) -> None:
+    def __init__(self, port: int, count: int, talking: bool = True) -> None:
         self._channel = grpc.insecure_channel(f"{LOOPBACK}:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
         self._requests: list[queue.Queue[reflection_pb2.ServerReflectionRequest | None]] = []
         self._calls: list[grpc.Future[object]] = []
@@ -218,7 +218,7 @@ class HeldStreams:
             except grpc.RpcError as error:
                 self.outcomes[error.code().name] += 1
         self._stop = threading.Event()
-        self._feeder = threading.Thread(target=self._feed, daemon=True)
+        self._feeder = threading.Thread(target=self._feed if talking else self._stop.wait, daemon=True)
         self._feeder.start()
 
     def next_reply(self, index: int) -> object:
@@ -239,8 +239,8 @@ class HeldStreams:
 
 
 @contextmanager
-def held_streams(port: int, count: int = HELD_STREAMS) -> Iterator[HeldStreams]:
-    streams = HeldStreams(port, count)
+def held_streams(port: int, count: int = HELD_STREAMS, talking: bool = True) -> Iterator[HeldStreams]:
+    streams = HeldStreams(port, count, talking)
     try:
         yield streams
     finally:
@@ -274,9 +274,14 @@ def test_held_reflection_streams_do_not_starve_unary_calls(ports: Ports, through
 
 
 @pytest.mark.parametrize("through", ["Envoy's port", "server's port"])
-def test_a_reflection_stream_that_never_stops_talking_is_ended(ports: Ports, through: str) -> None:
+@pytest.mark.parametrize("talking", [True, False], ids=["sending every second", "silent"])
+def test_a_reflection_stream_held_open_is_ended_with_a_status(
+    stack: tuple[Ports, subprocess.Popen[bytes]], through: str, talking: bool
+) -> None:
+    ports, process = stack
+    threads_before = thread_count(server_pid(process))
     started = time.monotonic()
-    with held_streams(ports.envoy if through == "Envoy's port" else ports.grpc, count=1) as streams:
+    with held_streams(ports.envoy if through == "Envoy's port" else ports.grpc, count=1, talking=talking) as streams:
         ended = ""
         while time.monotonic() - started < MAX_STREAM_SECONDS + 5:
             try:
@@ -285,14 +290,16 @@ def test_a_reflection_stream_that_never_stops_talking_is_ended(ports: Ports, thr
                 ended = error.code().name
                 break
         took = time.monotonic() - started
-    record_figure(f"a reflection stream sending every second, {through}: ended after (s), with", f"{took:.1f}, {ended}")
+    kind = "sending every second" if talking else "silent"
+    record_figure(f"a reflection stream held open, {kind}, {through}: ended after (s), with", f"{took:.1f}, {ended}")
     assert ended == "DEADLINE_EXCEEDED"
     assert MAX_STREAM_SECONDS <= took < MAX_STREAM_SECONDS + 2
+    # The thread that read the stream's messages ended with it.
+    wait_until(lambda: thread_count(server_pid(process)) <= threads_before, 5, "the stream's threads gone")
 
 
 def test_envoy_bounds_a_streams_life_below_the_servers_connection_age() -> None:
-    """A stream that sends nothing more holds a slot until Envoy ends it (through Envoy), or
-    until its connection is closed for its age (directly)."""
+    """Backstops, in order: the server ends a stream, then Envoy would, then the connection's age."""
     route = route_named(packaged_config(), "grpc_reflection")["route"]
     envoy_limit = float(route["max_stream_duration"]["max_stream_duration"].removesuffix("s"))
     assert MAX_STREAM_SECONDS < envoy_limit < (MAX_CONNECTION_AGE_MS + MAX_CONNECTION_AGE_GRACE_MS) / 1000

@@ -5,13 +5,14 @@ grpcio's synchronous server runs each RPC on one worker thread for the RPC's who
 stream waiting for its client's next message keeps its thread waiting too. Server reflection is
 such a stream, and a client may hold it open for as long as its connection lives: a handful would
 take every thread. Streams therefore run in a few slots; a stream that finds them all taken is
-answered RESOURCE_EXHAUSTED at once and holds no thread. A stream that still sends after
-max_seconds is ended with DEADLINE_EXCEEDED (each message restarting every idle timer, it would
-otherwise live as long as its connection). One that sends nothing more holds its slot until its
-connection reaches its maximum age (gcd_server/app.py), or, through Envoy, until the reflection
-route's max_stream_duration (envoy/envoy.yaml), whichever comes first.
+answered RESOURCE_EXHAUSTED at once and holds no thread. A stream is ended with
+DEADLINE_EXCEEDED after max_seconds, whether its client keeps talking (each message restarts
+every idle timer) or says nothing more: its messages are read by a thread of its own, so that
+the worker thread waits for them no longer than the stream may last. (Envoy's max_stream_duration
+on the reflection route and the connection's maximum age, gcd_server/app.py, are backstops.)
 """
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,11 +35,31 @@ class StreamSlots:
         self._free = threading.BoundedSemaphore(count)
 
     def _until_deadline(self, requests: Iterator[Request], context: grpc.ServicerContext) -> Iterator[Request]:
+        """requests, as they arrive, until the stream has lasted max_seconds."""
         deadline = time.monotonic() + self.max_seconds
-        for request in requests:
-            if time.monotonic() > deadline:
+        # (a request,), the end of the stream (None), or what ended it: the client cancelled,
+        # or its connection closed. The reader ends with the RPC, aborted here or not.
+        arrived: queue.Queue[tuple[Request] | BaseException | None] = queue.Queue()
+
+        def read() -> None:
+            try:
+                for request in requests:
+                    arrived.put((request,))
+                arrived.put(None)
+            except BaseException as error:
+                arrived.put(error)
+
+        threading.Thread(target=read, name="stream-reader", daemon=True).start()
+        while True:
+            try:
+                item = arrived.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"a stream may last {self.max_seconds:g} s at most")
-            yield request
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item[0]
 
     def bounded(self, handler: StreamHandler[Request, Response]) -> StreamHandler[Request, Response]:
         """handler, refused with RESOURCE_EXHAUSTED while every slot is taken."""
