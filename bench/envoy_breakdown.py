@@ -62,7 +62,7 @@ VARIANTS: dict[str, Callable[[Config], None]] = {
 
 
 def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
-    grpc_port, metrics_port, *envoy_ports = distinct_free_ports(2 + 2 * len(VARIANTS))
+    grpc_port, metrics_port, *envoy_ports = distinct_free_ports(2 + 3 * len(VARIANTS))
     run.write_request_file(workdir)
     concurrency = run.pod_envoy_concurrency()
     arms: dict[str, run.Arm] = {}
@@ -71,8 +71,10 @@ def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
         wait_until_ready(lambda: server_is_serving(grpc_port), server, "gcd-server")
         pids: dict[str, dict[str, int]] = {}
         for index, (name, change) in enumerate(VARIANTS.items()):
-            envoy, envoy_metrics = envoy_ports[2 * index : 2 * index + 2]
-            ports = Ports(envoy=envoy, grpc=grpc_port, envoy_metrics=envoy_metrics, metrics=0)
+            envoy, envoy_metrics, envoy_probes = envoy_ports[3 * index : 3 * index + 3]
+            ports = Ports(
+                envoy=envoy, grpc=grpc_port, envoy_metrics=envoy_metrics, envoy_probes=envoy_probes, metrics=0
+            )
             config = local_config(packaged_config(), ports)
             change(config)
             path = workdir / f"envoy-{index}.yaml"

@@ -136,7 +136,7 @@ def forwarding_routes(config: Config) -> list[Config]:
         route
         for listener in config["static_resources"]["listeners"]
         for host in connection_manager(config, listener["name"])["route_config"]["virtual_hosts"]
-        for route in host["routes"]
+        for route in host.get("routes", [])
         if "route" in route
     ]
 

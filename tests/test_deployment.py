@@ -139,9 +139,10 @@ def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
     assert envoy["ports"] == [
         {"name": "http", "containerPort": ENVOY.envoy},
         {"name": "envoy-metrics", "containerPort": ENVOY.envoy_metrics},
+        {"name": "envoy-probes", "containerPort": ENVOY.envoy_probes},
     ]
-    # The readiness path is on the metrics listener, outside the public port's connection budget.
-    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.envoy_metrics}
+    # The readiness path has a listener of its own, outside the public port's connection budget.
+    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.envoy_probes}
     assert ENVOY.grpc == DEFAULT_PORT
 
 
@@ -257,13 +258,16 @@ def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) ->
 def test_services_and_network_policy_reach_only_the_declared_ports(name: str) -> None:
     manifests = render(name)
     declared = {port["containerPort"] for each in all_containers(manifests) for port in each["ports"]}
-    assert declared == {ENVOY.envoy, ENVOY.envoy_metrics, DEFAULT_PORT, DEFAULT_METRICS_PORT}
+    assert declared == {ENVOY.envoy, ENVOY.envoy_metrics, ENVOY.envoy_probes, DEFAULT_PORT, DEFAULT_METRICS_PORT}
     pod_labels = find(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for service in (m for m in manifests if m["kind"] == "Service"):
         assert service["spec"]["selector"].items() <= pod_labels.items()
         assert {port["targetPort"] for port in service["spec"]["ports"]} <= declared
     policy = find(manifests, "NetworkPolicy")["spec"]
-    assert {port["port"] for rule in policy["ingress"] for port in rule["ports"]} == declared
+    # Every declared port but the readiness path's, which kubelet reaches from the pod's node, as
+    # every policy engine allows (kubernetes.io NetworkPolicy docs; kube-router
+    # pkg/controllers/netpol/pod.go accepts --src-type LOCAL): no other pod can flood it.
+    assert {port["port"] for rule in policy["ingress"] for port in rule["ports"]} == declared - {ENVOY.envoy_probes}
     assert policy["egress"] == []
     assert find(manifests, "ServiceAccount")["automountServiceAccountToken"] is False
 

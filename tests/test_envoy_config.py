@@ -14,7 +14,7 @@ from gcd_stack.envoy_config import (
     ADMIN_CLUSTER,
     CLUSTER,
     HEALTH_CHECK_FILTER,
-    METRICS_LISTENER,
+    PROBES_LISTENER,
     TRANSCODER,
     admin_socket,
     cluster,
@@ -30,9 +30,10 @@ from gcd_stack.envoy_config import (
 )
 from gcd_stack.ports import Ports
 from gcd_stack.processes import default_ports, envoy_command
+from gcd_testing.ports import free_ports
 
 from build_files import OPENAPI
-from processes import REPO, forwarding_routes
+from processes import REPO, envoy_alone, forwarding_routes, local_envoy_config
 
 
 def test_installed_config_is_the_repository_file() -> None:
@@ -42,7 +43,9 @@ def test_installed_config_is_the_repository_file() -> None:
 
 def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None:
     config_path = tmp_path / "envoy.yaml"
-    write_local_config(config_path, Ports(envoy=18080, grpc=13000, envoy_metrics=19102, metrics=19103))
+    write_local_config(
+        config_path, Ports(envoy=18080, grpc=13000, envoy_metrics=19102, envoy_probes=18081, metrics=19103)
+    )
     command = [*envoy_command(config_path), "--mode", "validate"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -50,7 +53,9 @@ def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None
 
 
 def test_ports_agree_with_the_server_default() -> None:
-    assert default_ports() == Ports(envoy=8080, grpc=DEFAULT_PORT, envoy_metrics=9102, metrics=DEFAULT_METRICS_PORT)
+    assert default_ports() == Ports(
+        envoy=8080, grpc=DEFAULT_PORT, envoy_metrics=9102, envoy_probes=8081, metrics=DEFAULT_METRICS_PORT
+    )
 
 
 def test_admin_listens_on_an_abstract_unix_socket_only() -> None:
@@ -65,7 +70,7 @@ def test_transcoder_and_health_check_name_the_server_service() -> None:
     config = packaged_config()
     assert http_filter(config, TRANSCODER)["services"] == [SERVICE_NAME]
     assert cluster(config)["health_checks"][0]["grpc_health_check"]["service_name"] == SERVICE_NAME
-    health_check = http_filter(config, HEALTH_CHECK_FILTER, METRICS_LISTENER)
+    health_check = http_filter(config, HEALTH_CHECK_FILTER, PROBES_LISTENER)
     assert health_check["cluster_min_healthy_percentages"] == {CLUSTER: {"value": 100}}
 
 
@@ -85,7 +90,9 @@ def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_
 
 def test_the_stack_changes_only_ports_addresses_admin_socket_and_descriptor_path() -> None:
     original = packaged_config()
-    local = local_config(original, Ports(envoy=1, grpc=3, envoy_metrics=4, metrics=5), "/private/envoy-admin.sock")
+    local = local_config(
+        original, Ports(envoy=1, grpc=3, envoy_metrics=4, envoy_probes=6, metrics=5), "/private/envoy-admin.sock"
+    )
     assert admin_socket(local) == "/private/envoy-admin.sock"
 
     def masked(config: Any) -> Any:
@@ -143,3 +150,14 @@ def test_the_405_route_covers_every_read_only_path_and_no_other() -> None:
     for path in ("/", "/gcd/12", "/gcd/12/18/1", "/healthz", "/gcd.v1.GCDService/Compute", "/metrics", "/docs/nowhere"):
         assert not pattern.fullmatch(path), path
     assert set(api_paths) == {"/gcd/{a}/{b}"}, "another binding needs the 405 route's regex changed"
+
+
+def test_a_second_envoy_on_a_busy_port_fails_instead_of_sharing_it(tmp_path: Path) -> None:
+    """Envoy's default SO_REUSEPORT would let it bind beside another and take half the clients."""
+    ports = free_ports()
+    with envoy_alone(local_envoy_config(ports), ports, tmp_path):
+        second = tmp_path / "second.yaml"
+        second.write_text(yaml.safe_dump(local_config(packaged_config(), ports, "@gcd-test-second-envoy")))
+        result = subprocess.run(envoy_command(second), capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert f"cannot bind '127.0.0.1:{ports.envoy}': Address already in use" in result.stderr

@@ -30,16 +30,23 @@ from gcd_server.app import (
     SERVICE_NAME,
 )
 from gcd_server.metrics import METRICS_IDLE_SECONDS
-from gcd_stack.envoy_config import LOOPBACK, connection_limit, connection_manager, packaged_config, route_named
+from gcd_stack.envoy_config import (
+    LOOPBACK,
+    METRICS_LISTENER,
+    connection_limit,
+    connection_manager,
+    packaged_config,
+    route_named,
+)
 from gcd_stack.ports import Ports
-from gcd_stack.processes import STOP_TIMEOUT_SECONDS, health_url
+from gcd_stack.processes import STOP_TIMEOUT_SECONDS
 from gcd_testing.grpc_frame import grpc_frame
 from gcd_testing.proc import children, is_alive, listening_tcp_ports, resident_bytes, thread_count
 from gcd_testing.stats import percentile
 
 from clients import grpc_web_headers, http_request, http_request_bytes
 from figures import record_figure
-from processes import envoy_pid, running_stack, server_pid, wait_until
+from processes import HEALTH_PATH, envoy_pid, running_stack, server_pid, wait_until
 
 pytestmark = pytest.mark.faults
 # Enough to wedge grpcio-health-checking's Watch, and more streams than the server has threads.
@@ -101,7 +108,7 @@ def health_now(ports: Ports, rest: bool = True) -> Health:
         check=check,
         rest_p99_ms=percentile(samples, 0.99) * 1000 if samples else 0.0,
         rest_failed=failed,
-        readiness=status_of(ports.envoy_metrics, health_url(ports).split(str(ports.envoy_metrics), 1)[1]),
+        readiness=status_of(ports.envoy_probes, HEALTH_PATH),
         envoy_metrics=status_of(ports.envoy_metrics, "/stats/prometheus"),
         server_metrics=status_of(ports.metrics, "/metrics"),
     )
@@ -354,6 +361,16 @@ def test_a_flood_of_idle_connections_to_envoy_leaves_probes_and_metrics_answerin
     assert_healthy(after)
 
 
+def test_a_flood_of_envoys_metrics_port_leaves_the_readiness_path_answering(ports: Ports) -> None:
+    """Any pod may reach the metrics port (for Prometheus); kubelet's readiness path is elsewhere."""
+    limit = connection_limit(packaged_config(), METRICS_LISTENER)
+    with idle_connections(ports.envoy_metrics, limit + 36):
+        time.sleep(1)
+        during = health_now(ports)
+    record_figure(f"{limit + 36} idle connections to Envoy's metrics port (limit {limit}): during", during)
+    assert during.check == "SERVING" and during.readiness == 200 and during.rest_failed == 0, during
+
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
@@ -397,9 +414,9 @@ def test_a_flood_of_idle_connections_to_the_servers_metrics_costs_it_no_memory(
     assert_healthy(after)
 
 
-def test_envoy_listens_on_its_two_ports_and_no_admin_port(stack: tuple[Ports, subprocess.Popen[bytes]]) -> None:
+def test_envoy_listens_on_its_three_ports_and_no_admin_port(stack: tuple[Ports, subprocess.Popen[bytes]]) -> None:
     ports, process = stack
-    assert listening_tcp_ports(envoy_pid(process)) == {ports.envoy, ports.envoy_metrics}
+    assert listening_tcp_ports(envoy_pid(process)) == {ports.envoy, ports.envoy_metrics, ports.envoy_probes}
 
 
 @pytest.mark.parametrize(

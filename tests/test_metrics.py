@@ -81,7 +81,7 @@ def test_the_metrics_port_serves_nothing_else_of_the_admin_api(stack_ports: Port
             urllib.request.Request(f"http://{LOOPBACK}:{stack_ports.envoy_metrics}{path}", method=method)
         )
     assert refused.value.code == 404
-    assert http_request(stack_ports.envoy_metrics, HEALTH_PATH).status == 200
+    assert http_request(stack_ports.envoy_probes, HEALTH_PATH).status == 200
 
 
 def test_made_up_method_names_do_not_grow_the_servers_metrics(stack_ports: Ports) -> None:

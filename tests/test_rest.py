@@ -153,7 +153,7 @@ def test_a_70_kb_url_is_431(stack_ports: Ports) -> None:
 
 
 def test_health_path_is_200_while_the_server_serves(stack_ports: Ports) -> None:
-    assert http_request(stack_ports.envoy_metrics, HEALTH_PATH).status == 200
+    assert http_request(stack_ports.envoy_probes, HEALTH_PATH).status == 200
 
 
 def test_the_health_path_is_not_on_the_public_port(stack_ports: Ports) -> None:

@@ -22,9 +22,9 @@ from processes import SCRIPTS, json_lines, messages, server_pid, stack_command, 
 def test_help_explains_each_flag() -> None:
     result = subprocess.run([str(SCRIPTS / "gcd-stack"), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    for text in ("--grpc-port", "--envoy-port", "--envoy-metrics-port", "--metrics-port"):
+    for text in ("--grpc-port", "--envoy-port", "--envoy-metrics-port", "--envoy-probes-port", "--metrics-port"):
         assert text in result.stdout
-    for text in ("default: 3000", "default: 8080", "default: 9102", "default: 9103"):
+    for text in ("default: 3000", "default: 8080", "default: 9102", "default: 8081", "default: 9103"):
         assert text in result.stdout
 
 

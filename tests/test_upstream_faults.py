@@ -23,8 +23,8 @@ def test_server_down_is_a_fast_json_503_with_code_14(tmp_path: Path) -> None:
         assert reply.json()["code"] == 14
         assert "upstream connect error" in reply.json()["message"]
 
-        # The readiness path is kubelet's, on the metrics listener: a plain 503.
-        assert http_request(ports.envoy_metrics, HEALTH_PATH).status == 503
+        # The readiness path is kubelet's, on a listener of its own: a plain 503.
+        assert http_request(ports.envoy_probes, HEALTH_PATH).status == 503
 
 
 def test_a_server_that_never_answers_is_a_json_504_with_code_4(tmp_path: Path) -> None:

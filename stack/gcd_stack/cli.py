@@ -36,7 +36,8 @@ def parse_ports(argv: Sequence[str] | None = None) -> Ports:
     meanings = {
         "envoy": "Envoy's port for REST and gRPC",
         "grpc": "gcd-server's gRPC port",
-        "envoy_metrics": "Envoy's Prometheus statistics and readiness path",
+        "envoy_metrics": "Envoy's Prometheus statistics",
+        "envoy_probes": "Envoy's readiness path",
         "metrics": "gcd-server's Prometheus metrics",
     }
     for field in dataclasses.fields(Ports):

@@ -19,6 +19,7 @@ from gcd_stack.ports import Ports
 LOOPBACK = "127.0.0.1"
 LISTENER = "gcd_http"
 METRICS_LISTENER = "metrics"
+PROBES_LISTENER = "probes"
 CLUSTER = "gcd_server"
 ADMIN_CLUSTER = "envoy_admin"
 CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
@@ -156,8 +157,8 @@ def file_routes(config: Config) -> dict[str, Config]:
 
 
 def health_path(config: Config) -> str:
-    """The readiness path, which the metrics listener serves."""
-    health_check = http_filter(config, HEALTH_CHECK_FILTER, METRICS_LISTENER)
+    """The readiness path, which the probes listener serves."""
+    health_check = http_filter(config, HEALTH_CHECK_FILTER, PROBES_LISTENER)
     path: str = health_check["headers"][0]["string_match"]["exact"]
     return path
 
@@ -183,6 +184,7 @@ def local_config(config: Config, ports: Ports, admin_socket_path: str | None = N
         (_socket_address(_listener(local)), ports.envoy),
         (_upstream(local), ports.grpc),
         (_socket_address(_listener(local, METRICS_LISTENER)), ports.envoy_metrics),
+        (_socket_address(_listener(local, PROBES_LISTENER)), ports.envoy_probes),
     ):
         address["address"] = LOOPBACK
         address["port_value"] = port
@@ -209,5 +211,6 @@ def ports_of(config: Config, metrics: int) -> Ports:
         envoy=_socket_address(_listener(config))["port_value"],
         grpc=_upstream(config)["port_value"],
         envoy_metrics=_socket_address(_listener(config, METRICS_LISTENER))["port_value"],
+        envoy_probes=_socket_address(_listener(config, PROBES_LISTENER))["port_value"],
         metrics=metrics,
     )

@@ -8,5 +8,6 @@ from dataclasses import dataclass
 class Ports:
     envoy: int  # REST and gRPC, through Envoy
     grpc: int  # gcd-server's gRPC
-    envoy_metrics: int  # Envoy's statistics for Prometheus, and its readiness path
+    envoy_metrics: int  # Envoy's statistics for Prometheus
+    envoy_probes: int  # Envoy's readiness path, for kubelet
     metrics: int  # gcd-server's metrics for Prometheus

@@ -60,7 +60,7 @@ def envoy_command(config_path: Path) -> list[str]:
 
 def health_url(ports: Ports) -> str:
     """Envoy's readiness path: 200 while the server behind it is SERVING."""
-    return f"http://{LOOPBACK}:{ports.envoy_metrics}{health_path(packaged_config())}"
+    return f"http://{LOOPBACK}:{ports.envoy_probes}{health_path(packaged_config())}"
 
 
 def server_is_serving(port: int) -> bool:
