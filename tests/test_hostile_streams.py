@@ -419,9 +419,14 @@ def test_envoy_listens_on_its_three_ports_and_no_admin_port(stack: tuple[Ports, 
     assert listening_tcp_ports(envoy_pid(process)) == {ports.envoy, ports.envoy_metrics, ports.envoy_probes}
 
 
-@pytest.mark.parametrize(
-    "path", [WATCH, "/grpc.health.v1.Health/Check", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"]
-)
+@pytest.mark.parametrize("path", [WATCH, "/grpc.health.v1.Health/Check", "/grpc.channelz.v1.Channelz/GetServers"])
 def test_other_services_are_refused_on_envoys_port_with_a_status(ports: Ports, path: str) -> None:
+    """As native gRPC (never reaching the server), and as REST."""
+    with grpc.insecure_channel(f"{LOOPBACK}:{ports.envoy}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
+        with pytest.raises(grpc.RpcError) as refused:
+            call(health_pb2.HealthCheckRequest(service=SERVICE_NAME).SerializeToString(), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert refused.value.details() == "this port serves gcd.v1.GCDService only"
     rest = http_request(ports.envoy, path)
     assert rest.status == 404 and rest.json()["code"] == 5
