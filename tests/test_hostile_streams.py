@@ -15,6 +15,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import grpc
+import h2.config
+import h2.connection
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -44,7 +46,7 @@ from gcd_testing.grpc_frame import grpc_frame
 from gcd_testing.proc import children, is_alive, listening_tcp_ports, resident_bytes, thread_count
 from gcd_testing.stats import percentile
 
-from clients import grpc_web_headers, http_request, http_request_bytes
+from clients import COMPUTE, grpc_web_headers, http_request, http_request_bytes
 from figures import record_figure
 from processes import HEALTH_PATH, envoy_pid, running_stack, server_pid, wait_until
 
@@ -57,6 +59,8 @@ FLOOD_CONNECTIONS = 1000
 ATTACKER_ORIGIN = "https://attacker.example"
 WATCH = "/grpc.health.v1.Health/Watch"
 SAMPLES = 30
+# Twice the server's worker threads, each of which such a call would hold.
+STALLED_CALLS = 8
 # Generous for a loaded 2-core machine; an unloaded call takes about a millisecond.
 HEALTHY_P99_SECONDS = 0.5
 
@@ -310,6 +314,34 @@ def test_envoy_bounds_a_streams_life_below_the_servers_connection_age() -> None:
     route = route_named(packaged_config(), "grpc_reflection")["route"]
     envoy_limit = float(route["max_stream_duration"]["max_stream_duration"].removesuffix("s"))
     assert MAX_STREAM_SECONDS < envoy_limit < (MAX_CONNECTION_AGE_MS + MAX_CONNECTION_AGE_GRACE_MS) / 1000
+
+
+@contextmanager
+def stalled_calls(port: int, count: int) -> Iterator[None]:
+    """count REST GETs announcing a body that never comes, and count gRPC calls (on one HTTP/2
+    connection) whose message never comes, all held open."""
+    rest = http_request_bytes("GET", "/gcd/12/18", {"content-type": "application/json", "content-length": "1000"})
+    grpc_connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    grpc_connection.initiate_connection()
+    for _ in range(count):
+        headers = {":method": "POST", ":scheme": "http", ":authority": "gcd.test", ":path": COMPUTE}
+        headers |= {"content-type": "application/grpc", "te": "trailers", "grpc-timeout": "3600S"}
+        grpc_connection.send_headers(grpc_connection.get_next_available_stream_id(), list(headers.items()))
+    with idle_connections(port, count, rest), socket.create_connection((LOOPBACK, port), timeout=5) as grpc_socket:
+        grpc_socket.sendall(grpc_connection.data_to_send())
+        yield
+
+
+def test_calls_whose_request_never_comes_do_not_reach_the_server_through_envoy(ports: Ports) -> None:
+    with stalled_calls(ports.envoy, STALLED_CALLS):
+        time.sleep(1)
+        during = health_now(ports)
+    record(
+        f"{STALLED_CALLS} REST and {STALLED_CALLS} gRPC calls whose request never comes, Envoy's port",
+        during,
+        health_now(ports),
+    )
+    assert_healthy(during)
 
 
 @contextmanager
