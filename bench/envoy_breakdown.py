@@ -62,18 +62,25 @@ VARIANTS: dict[str, Callable[[Config], None]] = {
 
 
 def breakdown(workdir: Path, rounds: int, seconds: int) -> str:
-    grpc_port, metrics_port, *envoy_ports = distinct_free_ports(2 + 3 * len(VARIANTS))
+    grpc_port, sidecar_port, metrics_port, *envoy_ports = distinct_free_ports(3 + 3 * len(VARIANTS))
     run.write_request_file(workdir)
     concurrency = run.pod_envoy_concurrency()
     arms: dict[str, run.Arm] = {}
     with ExitStack() as stack:
-        server = stack.enter_context(running(run.pinned_server(grpc_port, metrics_port), workdir / "server.log"))
+        server = stack.enter_context(
+            running(run.pinned_server(grpc_port, metrics_port, sidecar_port), workdir / "server.log")
+        )
         wait_until_ready(lambda: server_is_serving(grpc_port), server, "gcd-server")
         pids: dict[str, dict[str, int]] = {}
         for index, (name, change) in enumerate(VARIANTS.items()):
             envoy, envoy_metrics, envoy_probes = envoy_ports[3 * index : 3 * index + 3]
             ports = Ports(
-                envoy=envoy, grpc=grpc_port, envoy_metrics=envoy_metrics, envoy_probes=envoy_probes, metrics=0
+                envoy=envoy,
+                grpc=grpc_port,
+                sidecar=sidecar_port,
+                envoy_metrics=envoy_metrics,
+                envoy_probes=envoy_probes,
+                metrics=0,
             )
             config = local_config(packaged_config(), ports)
             change(config)

@@ -31,7 +31,9 @@ def profile(workdir: Path, seconds: int, output_dir: Path) -> str:
     config = workdir / "envoy.yaml"
     write_local_config(config, ports)
     with ExitStack() as stack:
-        server = stack.enter_context(running(run.pinned_server(ports.grpc, ports.metrics), workdir / "server.log"))
+        server = stack.enter_context(
+            running(run.pinned_server(ports.grpc, ports.metrics, ports.sidecar), workdir / "server.log")
+        )
         wait_until_ready(lambda: server_is_serving(ports.grpc), server, "gcd-server")
         envoy = stack.enter_context(running(run.pinned_envoy(config), workdir / "envoy.log"))
         wait_until_ready(lambda: url_answers_ok(health_url(ports)), envoy, "Envoy")

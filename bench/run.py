@@ -104,9 +104,10 @@ def pinned(cpu: str, command: list[str]) -> list[str]:
 START_POLL_SECONDS = 0.005
 
 
-def pinned_server(port: int, metrics_port: int) -> list[str]:
-    """gcd-server on CPU_SERVER; metrics_port 0 turns its metrics (and their counting) off."""
-    return pinned(CPU_SERVER, server_command(port, metrics_port))
+def pinned_server(port: int, metrics_port: int, sidecar_port: int = 0) -> list[str]:
+    """gcd-server on CPU_SERVER; metrics_port 0 turns its metrics (and their counting) off, and
+    sidecar_port is the one Envoy dials."""
+    return pinned(CPU_SERVER, server_command(port, metrics_port, sidecar_port=sidecar_port))
 
 
 def pinned_envoy(config: Path) -> list[str]:
@@ -233,7 +234,9 @@ def benchmark(workdir: Path, rounds: int, seconds: int, output_dir: Path, server
     wrk: dict[str, list[float]] = {arm.name: [] for arm in arms if not arm.grpc}
     with ExitStack() as stack:
         metrics_port = ports.metrics if server_metrics else 0
-        server = stack.enter_context(running(pinned_server(ports.grpc, metrics_port), workdir / "server.log"))
+        server = stack.enter_context(
+            running(pinned_server(ports.grpc, metrics_port, ports.sidecar), workdir / "server.log")
+        )
         wait_until_ready(lambda: server_is_serving(ports.grpc), server, "gcd-server")
         envoy = stack.enter_context(running(pinned_envoy(envoy_config), workdir / "envoy.log"))
         wait_until_ready(lambda: url_answers_ok(health_url(ports)), envoy, "Envoy")

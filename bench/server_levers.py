@@ -15,7 +15,8 @@ from pathlib import Path
 
 from gcd_server.app import _WORKER_THREADS
 from gcd_stack.envoy_config import write_local_config
-from gcd_stack.processes import health_url, running, server_is_serving, url_answers_ok, wait_until_ready
+from gcd_stack.ports import Ports
+from gcd_stack.processes import health_url, running, server_command, server_is_serving, url_answers_ok, wait_until_ready
 from gcd_testing.ports import free_ports
 
 import run
@@ -30,10 +31,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def server_variant(preamble: str, flags: list[str], grpc_port: int, metrics_port: int) -> list[str]:
+def server_variant(preamble: str, flags: list[str], ports: Ports) -> list[str]:
     program = "; ".join(part for part in ("import gcd_server.app as app", preamble, "app.main()") if part)
-    address = ["--host", "127.0.0.1", "--port", str(grpc_port), "--metrics-port", str(metrics_port), *flags]
-    return run.pinned(run.CPU_SERVER, [sys.executable, "-c", program, *address])
+    command = server_command(ports.grpc, ports.metrics, *flags, sidecar_port=ports.sidecar)
+    # The same flags, but with the variant's preamble run first.
+    return run.pinned(run.CPU_SERVER, [sys.executable, "-c", program, *command[3:]])
 
 
 def levers(workdir: Path, rounds: int, seconds: int) -> str:
@@ -45,7 +47,7 @@ def levers(workdir: Path, rounds: int, seconds: int) -> str:
         for index, (name, (preamble, flags)) in enumerate(VARIANTS.items()):
             ports = free_ports()
             server = stack.enter_context(
-                running(server_variant(preamble, flags, ports.grpc, ports.metrics), workdir / f"server-{index}.log")
+                running(server_variant(preamble, flags, ports), workdir / f"server-{index}.log")
             )
             wait_until_ready(functools.partial(server_is_serving, ports.grpc), server, f"gcd-server ({name})")
             config = workdir / f"envoy-{index}.yaml"

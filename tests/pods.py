@@ -110,17 +110,18 @@ class Pod:
         env = self.template.server_env | {
             "GCD_HOST": LOOPBACK,
             "GCD_PORT": str(self.ports.grpc),
+            "GCD_SIDECAR_PORT": str(self.local_port(int(self.template.server_env["GCD_SIDECAR_PORT"]))),
             "GCD_METRICS_PORT": str(self.ports.metrics),
             "GCD_ENVOY_ADMIN": self.admin_socket,
         }
         self._server = self._held.enter_context(
             running(self.template.server_command, self._log_dir, name, env=os.environ | env)
         )
-        wait_for_start(self._server, lambda: server_is_serving(self.ports.grpc), self._log_dir, name)
+        wait_for_start(self._server, lambda: server_is_serving(self.ports.sidecar), self._log_dir, name)
 
     def is_ready(self) -> bool:
         """Both containers' readiness probes pass: the pod would be in its Services' endpoints."""
-        return server_is_serving(self.ports.grpc) and url_answers_ok(self.envoy_ready_url)
+        return server_is_serving(self.ports.sidecar) and url_answers_ok(self.envoy_ready_url)
 
     def signal_server(self) -> None:
         """SIGTERM to the server, as kubelet sends it."""

@@ -188,7 +188,7 @@ def local_envoy_config(ports: Ports) -> Config:
 
 @contextmanager
 def envoy_alone(config: Config, ports: Ports, log_dir: Path) -> Iterator[None]:
-    """Envoy by itself with config (for upstream ports.grpc), until its admin reports ready."""
+    """Envoy by itself with config (for upstream ports.sidecar), until its admin reports ready."""
     path = log_dir / "envoy.yaml"
     path.write_text(yaml.safe_dump(config))
     with running(envoy_command(path), log_dir, "envoy") as process:

@@ -125,12 +125,15 @@ def test_server_container_serves_and_is_probed_on_the_default_ports(pi: list[Man
     server = container(pi, "server")
     assert server["ports"] == [
         {"name": "grpc", "containerPort": DEFAULT_PORT},
+        {"name": "grpc-sidecar", "containerPort": ENVOY.sidecar},
         {"name": "metrics", "containerPort": DEFAULT_METRICS_PORT},
     ]
+    assert server_env(pi)["GCD_SIDECAR_PORT"] == str(ENVOY.sidecar), "the port Envoy dials"
     annotations = find(pi, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(DEFAULT_METRICS_PORT)
+    # On the sidecar port, whose threads no client of 3000 can take.
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert server[probe]["grpc"] == {"port": DEFAULT_PORT, "service": SERVICE_NAME}
+        assert server[probe]["grpc"] == {"port": ENVOY.sidecar, "service": SERVICE_NAME}
 
 
 def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
@@ -258,16 +261,25 @@ def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) ->
 def test_services_and_network_policy_reach_only_the_declared_ports(name: str) -> None:
     manifests = render(name)
     declared = {port["containerPort"] for each in all_containers(manifests) for port in each["ports"]}
-    assert declared == {ENVOY.envoy, ENVOY.envoy_metrics, ENVOY.envoy_probes, DEFAULT_PORT, DEFAULT_METRICS_PORT}
+    assert declared == {
+        ENVOY.envoy,
+        ENVOY.envoy_metrics,
+        ENVOY.envoy_probes,
+        DEFAULT_PORT,
+        ENVOY.sidecar,
+        DEFAULT_METRICS_PORT,
+    }
     pod_labels = find(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for service in (m for m in manifests if m["kind"] == "Service"):
         assert service["spec"]["selector"].items() <= pod_labels.items()
         assert {port["targetPort"] for port in service["spec"]["ports"]} <= declared
     policy = find(manifests, "NetworkPolicy")["spec"]
-    # Every declared port but the readiness path's, which kubelet reaches from the pod's node, as
-    # every policy engine allows (kubernetes.io NetworkPolicy docs; kube-router
-    # pkg/controllers/netpol/pod.go accepts --src-type LOCAL): no other pod can flood it.
-    assert {port["port"] for rule in policy["ingress"] for port in rule["ports"]} == declared - {ENVOY.envoy_probes}
+    # Every declared port but the probes' (Envoy's readiness path, gcd-server's sidecar port),
+    # which kubelet reaches from the pod's node, as every policy engine allows (kubernetes.io
+    # NetworkPolicy docs; kube-router pkg/controllers/netpol/pod.go accepts --src-type LOCAL): no
+    # other pod can flood them.
+    opened = {port["port"] for rule in policy["ingress"] for port in rule["ports"]}
+    assert opened == declared - {ENVOY.envoy_probes, ENVOY.sidecar}
     assert policy["egress"] == []
     assert find(manifests, "ServiceAccount")["automountServiceAccountToken"] is False
 

@@ -41,7 +41,7 @@ def test_server_at_its_rpc_limit_answers_429_through_envoy(tmp_path: Path) -> No
             gcd_pb2_grpc.GCDServiceStub(held.channel).Compute(gcd_pb2.ComputeRequest(a=1, b=1), timeout=5)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
-        ports = dataclasses.replace(free_ports(), grpc=held.port)
+        ports = dataclasses.replace(free_ports(), sidecar=held.port)
         with envoy_alone(local_envoy_config(ports), ports, tmp_path):
             reply = http_request(ports.envoy, "/gcd/12/18")
     assert reply.status == 429

@@ -44,7 +44,8 @@ def test_installed_config_is_the_repository_file() -> None:
 def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None:
     config_path = tmp_path / "envoy.yaml"
     write_local_config(
-        config_path, Ports(envoy=18080, grpc=13000, envoy_metrics=19102, envoy_probes=18081, metrics=19103)
+        config_path,
+        Ports(envoy=18080, grpc=13000, sidecar=13001, envoy_metrics=19102, envoy_probes=18081, metrics=19103),
     )
     command = [*envoy_command(config_path), "--mode", "validate"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -54,7 +55,7 @@ def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None
 
 def test_ports_agree_with_the_server_default() -> None:
     assert default_ports() == Ports(
-        envoy=8080, grpc=DEFAULT_PORT, envoy_metrics=9102, envoy_probes=8081, metrics=DEFAULT_METRICS_PORT
+        envoy=8080, grpc=DEFAULT_PORT, sidecar=3001, envoy_metrics=9102, envoy_probes=8081, metrics=DEFAULT_METRICS_PORT
     )
 
 
@@ -91,7 +92,9 @@ def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_
 def test_the_stack_changes_only_ports_addresses_admin_socket_and_descriptor_path() -> None:
     original = packaged_config()
     local = local_config(
-        original, Ports(envoy=1, grpc=3, envoy_metrics=4, envoy_probes=6, metrics=5), "/private/envoy-admin.sock"
+        original,
+        Ports(envoy=1, grpc=3, sidecar=7, envoy_metrics=4, envoy_probes=6, metrics=5),
+        "/private/envoy-admin.sock",
     )
     assert admin_socket(local) == "/private/envoy-admin.sock"
 

@@ -102,7 +102,7 @@ def test_every_rpc_the_server_starts_completes_when_it_drains(monkeypatch: pytes
     server, health_servicer = build_server(Settings(LOOPBACK, port, GRACE_SECONDS, "INFO"))
     server.start()
     with under_load(grpc_load, port) as outcomes:
-        drain(server, health_servicer, GRACE_SECONDS)
+        drain([server], health_servicer, GRACE_SECONDS)
     unstarted = {code: n for code, n in outcomes.items() if code != "ok"}
     record_figure(
         "drain under gRPC load: RPCs started / completed / answered OK",

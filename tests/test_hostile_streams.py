@@ -69,7 +69,7 @@ HEALTHY_P99_SECONDS = 0.5
 class Health:
     """What kubelet, Prometheus and a client would see at one moment."""
 
-    check: str  # the server's own health Check, as kubelet's gRPC probe asks it
+    check: str  # the server's own health Check, as kubelet's gRPC probe asks it (sidecar port)
     rest_p99_ms: float
     rest_failed: int
     readiness: int
@@ -91,7 +91,9 @@ def status_of(port: int, path: str) -> int:
 
 
 def health_now(ports: Ports, rest: bool = True) -> Health:
-    with grpc.insecure_channel(f"{LOOPBACK}:{ports.grpc}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+    with grpc.insecure_channel(
+        f"{LOOPBACK}:{ports.sidecar}", options=[("grpc.use_local_subchannel_pool", 1)]
+    ) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=2
@@ -317,9 +319,9 @@ def test_envoy_bounds_a_streams_life_below_the_servers_connection_age() -> None:
 
 
 @contextmanager
-def stalled_calls(port: int, count: int) -> Iterator[None]:
-    """count REST GETs announcing a body that never comes, and count gRPC calls (on one HTTP/2
-    connection) whose message never comes, all held open."""
+def stalled_calls(port: int, count: int, rest_too: bool = True) -> Iterator[None]:
+    """count gRPC calls (on one HTTP/2 connection) whose message never comes, and, rest_too, count
+    REST GETs announcing a body that never comes, all held open."""
     rest = http_request_bytes("GET", "/gcd/12/18", {"content-type": "application/json", "content-length": "1000"})
     grpc_connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     grpc_connection.initiate_connection()
@@ -327,7 +329,10 @@ def stalled_calls(port: int, count: int) -> Iterator[None]:
         headers = {":method": "POST", ":scheme": "http", ":authority": "gcd.test", ":path": COMPUTE}
         headers |= {"content-type": "application/grpc", "te": "trailers", "grpc-timeout": "3600S"}
         grpc_connection.send_headers(grpc_connection.get_next_available_stream_id(), list(headers.items()))
-    with idle_connections(port, count, rest), socket.create_connection((LOOPBACK, port), timeout=5) as grpc_socket:
+    with (
+        idle_connections(port, count if rest_too else 0, rest),
+        socket.create_connection((LOOPBACK, port), timeout=5) as grpc_socket,
+    ):
         grpc_socket.sendall(grpc_connection.data_to_send())
         yield
 
@@ -338,6 +343,21 @@ def test_calls_whose_request_never_comes_do_not_reach_the_server_through_envoy(p
         during = health_now(ports)
     record(
         f"{STALLED_CALLS} REST and {STALLED_CALLS} gRPC calls whose request never comes, Envoy's port",
+        during,
+        health_now(ports),
+    )
+    assert_healthy(during)
+
+
+def test_calls_whose_message_never_comes_on_the_servers_port_leave_envoy_and_probes_served(ports: Ports) -> None:
+    """They hold the worker threads of 3000, which only clients of 3000 share: Envoy and kubelet
+    use the sidecar port, with threads of its own."""
+    with stalled_calls(ports.grpc, STALLED_CALLS, rest_too=False):
+        time.sleep(1)
+        during = health_now(ports)
+        direct = compute_directly(ports.grpc)
+    record(
+        f"{STALLED_CALLS} gRPC calls whose message never comes, server's port (a direct Compute meanwhile: {direct})",
         during,
         health_now(ports),
     )

@@ -105,7 +105,7 @@ def test_signal_stops_the_server_with_exit_0_and_frees_the_port(signum: signal.S
 
 def test_drain_finishes_in_flight_rpcs_and_refuses_new_ones() -> None:
     with held_call(b"payload") as held:
-        draining = threading.Thread(target=drain, args=(held.server, held.health_servicer, 10))
+        draining = threading.Thread(target=drain, args=([held.server], held.health_servicer, 10))
         draining.start()
         time.sleep(0.2)
 
@@ -125,6 +125,6 @@ def test_drain_finishes_in_flight_rpcs_and_refuses_new_ones() -> None:
 def test_drain_gives_up_on_rpcs_that_outlive_the_grace_period() -> None:
     with held_call(b"") as held:
         started = time.monotonic()
-        drain(held.server, held.health_servicer, 0.5)
+        drain([held.server], held.health_servicer, 0.5)
         assert time.monotonic() - started < 3
         assert held.in_flight.exception(timeout=5) is not None

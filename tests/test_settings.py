@@ -24,6 +24,7 @@ ENV_VARS = (
     "GCD_MAX_CONCURRENT_RPCS",
     "GCD_ENVOY_ADMIN",
     "GCD_METRICS_PORT",
+    "GCD_SIDECAR_PORT",
 )
 
 
@@ -42,12 +43,13 @@ def test_defaults() -> None:
         max_concurrent_rpcs=DEFAULT_MAX_CONCURRENT_RPCS,
         envoy_admin=None,
         metrics_port=DEFAULT_METRICS_PORT,
+        sidecar_port=0,
     )
     assert (DEFAULT_PORT, DEFAULT_METRICS_PORT) == (3000, 9103)
 
 
 def test_environment_sets_each_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    values = ("127.0.0.1", "3100", "2.5", "debug", "7", "@gcd-envoy-admin", "0")
+    values = ("127.0.0.1", "3100", "2.5", "debug", "7", "@gcd-envoy-admin", "0", "3101")
     for name, value in zip(ENV_VARS, values, strict=True):
         monkeypatch.setenv(name, value)
     assert parse_settings([]) == Settings(
@@ -58,6 +60,7 @@ def test_environment_sets_each_value(monkeypatch: pytest.MonkeyPatch) -> None:
         max_concurrent_rpcs=7,
         envoy_admin="@gcd-envoy-admin",
         metrics_port=0,
+        sidecar_port=3101,
     )
 
 

@@ -35,7 +35,7 @@ def test_a_server_that_never_answers_is_a_json_504_with_code_4(tmp_path: Path) -
         route["route"]["timeout"] = "0.5s"
     with socket.socket() as silent_server, envoy_alone(config, ports, tmp_path):
         # Connections complete in the kernel's backlog and are never read from.
-        silent_server.bind((LOOPBACK, ports.grpc))
+        silent_server.bind((LOOPBACK, ports.sidecar))
         silent_server.listen()
         reply = http_request(ports.envoy, "/gcd/12/18")
     assert reply.status == 504

@@ -72,24 +72,23 @@ class PortInUseError(RuntimeError):
     pass
 
 
-def add_health_check(server: grpc.Server) -> health.HealthServicer:
+def add_health_check(server: grpc.Server, health_servicer: health.HealthServicer) -> None:
     """grpc.health.v1.Health/Check, and not Watch. Kubelet's gRPC probe and Envoy's health check
     ask Check only. grpcio-health-checking's Watch sends its first reply while holding the
     servicer's lock, and a few dozen Watch calls cancelled after that reply deadlock the whole
     servicer, Check and the shutdown included (grpc/grpc PR #43403); unserved, Watch is
     UNIMPLEMENTED."""
-    health_servicer = health.HealthServicer()
     check = grpc.unary_unary_rpc_method_handler(
         health_servicer.Check,
         request_deserializer=health_pb2.HealthCheckRequest.FromString,
         response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(health.SERVICE_NAME, {"Check": check}),))
-    return health_servicer
 
 
-def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer]:
-    """The GCD service, health (all SERVING) and reflection, bound but not yet started."""
+def _listener(settings: Settings, address: str, health_servicer: health.HealthServicer) -> grpc.Server:
+    """Every service, bound to address, on worker threads of its own: a client that holds a
+    listener's threads (calls whose message never comes) starves that listener alone."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=_WORKER_THREADS),
         # Streams per connection are bounded too (grpc's default is unbounded), above the
@@ -101,19 +100,32 @@ def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer
         interceptors=[RpcMetrics()] if settings.metrics_port else [],
     )
     gcd_pb2_grpc.add_GCDServiceServicer_to_server(GCDServicer(), server)
-
-    health_servicer = add_health_check(server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-
+    add_health_check(server, health_servicer)
     enable_reflection(
         server, (SERVICE_NAME, health.SERVICE_NAME), StreamSlots(MAX_CONCURRENT_STREAMS, MAX_STREAM_SECONDS)
     )
     try:
-        server.add_insecure_port(settings.address)
+        server.add_insecure_port(address)
     except RuntimeError as error:
-        raise PortInUseError(cannot_listen(settings.address)) from error
-    return server, health_servicer
+        raise PortInUseError(cannot_listen(address)) from error
+    return server
+
+
+def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer]:
+    """The GCD service, health (all SERVING) and reflection on settings.address, bound but not
+    yet started."""
+    health_servicer = health.HealthServicer()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return _listener(settings, settings.address, health_servicer), health_servicer
+
+
+def build_sidecar_server(settings: Settings, health_servicer: health.HealthServicer) -> grpc.Server | None:
+    """The same services on settings.sidecar_port, for the Envoy beside this server and kubelet's
+    probes, whose threads no client of the main port can take; None without a sidecar port."""
+    if not settings.sidecar_port:
+        return None
+    return _listener(settings, host_port(settings.host, settings.sidecar_port), health_servicer)
 
 
 def cannot_listen(address: str) -> str:
@@ -132,23 +144,30 @@ def start_metrics(settings: Settings) -> None:
 def serve(settings: Settings) -> None:
     """Serves until SIGTERM or SIGINT, then refuses new RPCs and lets in-flight ones finish."""
     server, health_servicer = build_server(settings)
+    sidecar_server = build_sidecar_server(settings, health_servicer)
+    servers = [server, *([sidecar_server] if sidecar_server else [])]
     start_metrics(settings)
     stop_signal = StopSignal()
 
     envoy = EnvoySidecar(settings.envoy_admin) if settings.envoy_admin else None
-    server.start()
+    for each in servers:
+        each.start()
     if envoy:
         envoy.readmit_in_background()
+    sidecar = f", for its sidecar and probes on port {settings.sidecar_port}" if sidecar_server else ""
     metrics = f", metrics on port {settings.metrics_port}" if settings.metrics_port else ""
-    log.info("gcd-server %s serving %s on %s%s", VERSION, SERVICE_NAME, settings.address, metrics)
+    log.info("gcd-server %s serving %s on %s%s%s", VERSION, SERVICE_NAME, settings.address, sidecar, metrics)
     stop_signal.wait()
 
-    drain(server, health_servicer, settings.grace_seconds, envoy)
+    drain(servers, health_servicer, settings.grace_seconds, envoy)
     log.info("stopped")
 
 
 def drain(
-    server: grpc.Server, health_servicer: health.HealthServicer, grace_seconds: float, envoy: EnvoySidecar | None = None
+    servers: list[grpc.Server],
+    health_servicer: health.HealthServicer,
+    grace_seconds: float,
+    envoy: EnvoySidecar | None = None,
 ) -> None:
     """Health turns NOT_SERVING; the Envoy in front, if any, sends its clients elsewhere; then
     new RPCs are refused and in-flight ones get grace_seconds to finish before this returns."""
@@ -156,7 +175,8 @@ def drain(
     if envoy:
         envoy.drain()
     log.info("stopping: new RPCs refused, in-flight RPCs get %.1fs to finish", grace_seconds)
-    server.stop(grace_seconds).wait()
+    for stopped in [server.stop(grace_seconds) for server in servers]:
+        stopped.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -32,6 +32,7 @@ class Settings:
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     envoy_admin: str | None = None
     metrics_port: int = 0
+    sidecar_port: int = 0
 
     @property
     def address(self) -> str:
@@ -106,6 +107,14 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
             "TCP port for Prometheus metrics at /metrics, on the same host; 0 turns them off",
         ),
         (
+            "--sidecar-port",
+            "GCD_SIDECAR_PORT",
+            port_or_zero,
+            0,
+            "a second TCP port, with threads of its own, for the Envoy in front and kubelet's probes, "
+            "so that no client of --port can starve them; 0 means none",
+        ),
+        (
             "--grace",
             "GCD_GRACE_SECONDS",
             grace_seconds,
@@ -146,6 +155,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         envoy_admin=args.envoy_admin,
         metrics_port=args.metrics_port,
+        sidecar_port=args.sidecar_port,
     )
 
 

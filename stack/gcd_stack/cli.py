@@ -36,6 +36,7 @@ def parse_ports(argv: Sequence[str] | None = None) -> Ports:
     meanings = {
         "envoy": "Envoy's port for REST and gRPC",
         "grpc": "gcd-server's gRPC port",
+        "sidecar": "gcd-server's gRPC port for Envoy and probes alone",
         "envoy_metrics": "Envoy's Prometheus statistics",
         "envoy_probes": "Envoy's readiness path",
         "metrics": "gcd-server's Prometheus metrics",

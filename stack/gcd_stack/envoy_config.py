@@ -182,7 +182,7 @@ def local_config(config: Config, ports: Ports, admin_socket_path: str | None = N
     local: Config = _with_installed_files(config)
     for address, port in (
         (_socket_address(_listener(local)), ports.envoy),
-        (_upstream(local), ports.grpc),
+        (_upstream(local), ports.sidecar),
         (_socket_address(_listener(local, METRICS_LISTENER)), ports.envoy_metrics),
         (_socket_address(_listener(local, PROBES_LISTENER)), ports.envoy_probes),
     ):
@@ -204,12 +204,13 @@ def abstract_admin_socket(ports: Ports) -> str:
     return f"{admin_socket(packaged_config())}-{ports.envoy}"
 
 
-def ports_of(config: Config, metrics: int) -> Ports:
-    """The ports config gives Envoy and the server's gRPC port it dials, with gcd-server's metrics
-    port, which it does not name."""
+def ports_of(config: Config, grpc: int, metrics: int) -> Ports:
+    """The ports config gives Envoy and the server's sidecar port it dials, with gcd-server's
+    gRPC and metrics ports, which it does not name."""
     return Ports(
         envoy=_socket_address(_listener(config))["port_value"],
-        grpc=_upstream(config)["port_value"],
+        grpc=grpc,
+        sidecar=_upstream(config)["port_value"],
         envoy_metrics=_socket_address(_listener(config, METRICS_LISTENER))["port_value"],
         envoy_probes=_socket_address(_listener(config, PROBES_LISTENER))["port_value"],
         metrics=metrics,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 class Ports:
     envoy: int  # REST and gRPC, through Envoy
     grpc: int  # gcd-server's gRPC
+    sidecar: int  # gcd-server's gRPC for Envoy and kubelet alone
     envoy_metrics: int  # Envoy's statistics for Prometheus
     envoy_probes: int  # Envoy's readiness path, for kubelet
     metrics: int  # gcd-server's metrics for Prometheus

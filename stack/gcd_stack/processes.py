@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gcd_server.app import SERVICE_NAME
 from gcd_server.envoy_sidecar import admin_request
-from gcd_server.settings import DEFAULT_GRACE_SECONDS, DEFAULT_METRICS_PORT
+from gcd_server.settings import DEFAULT_GRACE_SECONDS, DEFAULT_METRICS_PORT, DEFAULT_PORT
 from gcd_stack.envoy_config import LOOPBACK, health_path, packaged_config, ports_of
 from gcd_stack.ports import Ports
 
@@ -39,14 +39,16 @@ class StartError(RuntimeError):
 
 
 def default_ports() -> Ports:
-    """The pod's ports: Envoy's from envoy/envoy.yaml, gcd-server's metrics port its default."""
-    return ports_of(packaged_config(), metrics=DEFAULT_METRICS_PORT)
+    """The pod's ports: Envoy's from envoy/envoy.yaml (which names the server's sidecar port),
+    gcd-server's gRPC and metrics ports their defaults."""
+    return ports_of(packaged_config(), grpc=DEFAULT_PORT, metrics=DEFAULT_METRICS_PORT)
 
 
-def server_command(grpc_port: int, metrics_port: int, *extra: str) -> list[str]:
-    """gcd-server on loopback; a metrics_port of 0 turns its metrics (and their counting) off."""
+def server_command(grpc_port: int, metrics_port: int, *extra: str, sidecar_port: int = 0) -> list[str]:
+    """gcd-server on loopback; a metrics_port of 0 turns its metrics (and their counting) off, and
+    a sidecar_port is the one an Envoy in front dials."""
     address = ("--host", LOOPBACK, "--port", str(grpc_port), "--metrics-port", str(metrics_port))
-    return [sys.executable, "-m", "gcd_server", *address, *extra]
+    return [sys.executable, "-m", "gcd_server", *address, "--sidecar-port", str(sidecar_port), *extra]
 
 
 def envoy_command(config_path: Path) -> list[str]:

@@ -80,7 +80,13 @@ class Stack:
 
     def _start_server(self) -> subprocess.Popen[bytes]:
         return _spawn(
-            server_command(self.ports.grpc, self.ports.metrics, "--envoy-admin", str(self.envoy_admin_socket))
+            server_command(
+                self.ports.grpc,
+                self.ports.metrics,
+                "--envoy-admin",
+                str(self.envoy_admin_socket),
+                sidecar_port=self.ports.sidecar,
+            )
         )
 
     def supervise(self, stop_signal: StopSignal) -> None:
