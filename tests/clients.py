@@ -6,7 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,3 +88,17 @@ def raw_exchange(port: int, requests: bytes, timeout: float = 10.0) -> bytes:
     with socket.create_connection((LOOPBACK, port), timeout=timeout) as connection:
         connection.sendall(requests)
         return b"".join(iter(lambda: connection.recv(65536), b""))
+
+
+@contextmanager
+def open_connections(port: int, count: int, first_bytes: bytes = b"") -> Iterator[list[socket.socket]]:
+    """count connections held open, each having sent first_bytes (idle ones: none), closed on the
+    way out."""
+    with ExitStack() as held:
+        connections = []
+        for _ in range(count):
+            connection = held.enter_context(socket.create_connection((LOOPBACK, port), timeout=15))
+            if first_bytes:
+                connection.sendall(first_bytes)
+            connections.append(connection)
+        yield connections

@@ -2,11 +2,9 @@
 not starve normal ones, and Envoy and the server agree on keepalive."""
 
 import dataclasses
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import grpc
@@ -14,12 +12,12 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
-from gcd_stack.envoy_config import LOOPBACK, cluster, connection_manager, http_filter, packaged_config
+from gcd_stack.envoy_config import cluster, connection_manager, http_filter, packaged_config
 from gcd_stack.ports import Ports
 from gcd_testing.ports import free_ports
 from gcd_testing.stats import percentile
 
-from clients import assert_rest_reply, http_request
+from clients import assert_rest_reply, http_request, open_connections
 from figures import record_figure
 from processes import envoy_alone, held_call, local_envoy_config
 
@@ -72,18 +70,6 @@ def record_latencies(label: str, samples: list[float]) -> None:
         f"REST latency {label}, p50 / p99 / max (ms)",
         " / ".join(f"{percentile(samples, q) * 1000:.1f}" for q in (0.5, 0.99, 1.0)),
     )
-
-
-@contextmanager
-def open_connections(port: int, count: int, first_bytes: bytes = b"") -> Iterator[list[socket.socket]]:
-    with ExitStack() as held:
-        connections = []
-        for _ in range(count):
-            connection = held.enter_context(socket.create_connection((LOOPBACK, port), timeout=15))
-            if first_bytes:
-                connection.sendall(first_bytes)
-            connections.append(connection)
-        yield connections
 
 
 def test_normal_requests_stay_fast(stack_ports: Ports) -> None:

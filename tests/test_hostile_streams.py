@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import grpc
@@ -31,7 +31,7 @@ from gcd_server.app import (
     MAX_STREAM_SECONDS,
     SERVICE_NAME,
 )
-from gcd_server.metrics import METRICS_IDLE_SECONDS
+from gcd_server.metrics import METRICS_IDLE_SECONDS, METRICS_MAX_CONNECTIONS
 from gcd_stack.envoy_config import (
     LOOPBACK,
     METRICS_LISTENER,
@@ -46,7 +46,7 @@ from gcd_testing.grpc_frame import grpc_frame
 from gcd_testing.proc import children, is_alive, listening_tcp_ports, resident_bytes, thread_count
 from gcd_testing.stats import percentile
 
-from clients import COMPUTE, grpc_web_headers, http_request, http_request_bytes
+from clients import COMPUTE, grpc_web_headers, http_request, http_request_bytes, open_connections
 from figures import record_figure
 from processes import HEALTH_PATH, envoy_pid, running_stack, server_pid, wait_until
 
@@ -330,7 +330,7 @@ def stalled_calls(port: int, count: int, rest_too: bool = True) -> Iterator[None
         headers |= {"content-type": "application/grpc", "te": "trailers", "grpc-timeout": "3600S"}
         grpc_connection.send_headers(grpc_connection.get_next_available_stream_id(), list(headers.items()))
     with (
-        idle_connections(port, count if rest_too else 0, rest),
+        open_connections(port, count if rest_too else 0, rest),
         socket.create_connection((LOOPBACK, port), timeout=5) as grpc_socket,
     ):
         grpc_socket.sendall(grpc_connection.data_to_send())
@@ -364,18 +364,6 @@ def test_calls_whose_message_never_comes_on_the_servers_port_leave_envoy_and_pro
     assert_healthy(during)
 
 
-@contextmanager
-def idle_connections(port: int, count: int, first_bytes: bytes = b"") -> Iterator[list[socket.socket]]:
-    with ExitStack() as held:
-        connections = []
-        for _ in range(count):
-            connection = held.enter_context(socket.create_connection((LOOPBACK, port), timeout=5))
-            if first_bytes:
-                connection.sendall(first_bytes)
-            connections.append(connection)
-        yield connections
-
-
 def closed_by_peer(connection: socket.socket) -> bool:
     """The other side has closed: reading gives end of file or a reset (data is read and dropped)."""
     connection.settimeout(0.5)
@@ -392,7 +380,7 @@ def closed_by_peer(connection: socket.socket) -> bool:
 def test_a_flood_of_idle_connections_to_envoy_leaves_probes_and_metrics_answering(ports: Ports) -> None:
     config = packaged_config()
     idle_seconds = float(connection_manager(config)["common_http_protocol_options"]["idle_timeout"].removesuffix("s"))
-    with idle_connections(ports.envoy, FLOOD_CONNECTIONS) as flood:
+    with open_connections(ports.envoy, FLOOD_CONNECTIONS) as flood:
         time.sleep(1)
         during = health_now(ports, rest=False)
         rest_during = status_of(ports.envoy, "/gcd/12/18")
@@ -416,7 +404,7 @@ def test_a_flood_of_idle_connections_to_envoy_leaves_probes_and_metrics_answerin
 def test_a_flood_of_envoys_metrics_port_leaves_the_readiness_path_answering(ports: Ports) -> None:
     """Any pod may reach the metrics port (for Prometheus); kubelet's readiness path is elsewhere."""
     limit = connection_limit(packaged_config(), METRICS_LISTENER)
-    with idle_connections(ports.envoy_metrics, limit + 36):
+    with open_connections(ports.envoy_metrics, limit + 36):
         time.sleep(1)
         during = health_now(ports)
     record_figure(f"{limit + 36} idle connections to Envoy's metrics port (limit {limit}): during", during)
@@ -433,7 +421,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x
 def test_idle_connections_to_the_server_are_closed_by_it(
     ports: Ports, kind: str, first_bytes: bytes, limit_ms: int
 ) -> None:
-    with idle_connections(ports.grpc, 300, first_bytes) as flood:
+    with open_connections(ports.grpc, 300, first_bytes) as flood:
         time.sleep(limit_ms / 1000 + 3)
         closed = sum(closed_by_peer(connection) for connection in flood)
         during = health_now(ports)
@@ -450,7 +438,7 @@ def test_a_flood_of_idle_connections_to_the_servers_metrics_costs_it_no_memory(
     ports, process = stack
     pid = server_pid(process)
     before = resident_bytes(pid)
-    with idle_connections(ports.metrics, 2000):
+    with open_connections(ports.metrics, 2000):
         time.sleep(1)
         grown_mib = (resident_bytes(pid) - before) / 2**20
         threads = thread_count(pid)
@@ -462,6 +450,31 @@ def test_a_flood_of_idle_connections_to_the_servers_metrics_costs_it_no_memory(
     )
     # prometheus_client's own server took a thread each: 2000 threads and 50 MiB.
     assert threads < 50
+    assert grown_mib < 10
+    assert_healthy(after)
+
+
+def test_huge_headers_dribbled_to_the_servers_metrics_port_cost_it_no_memory(
+    stack: tuple[Ports, subprocess.Popen[bytes]],
+) -> None:
+    """http.server would keep 100 header lines of 64 KiB per request, for as long as the client
+    dribbles a byte now and then: 16 such connections took the server past 100 MiB."""
+    ports, process = stack
+    pid = server_pid(process)
+    before = resident_bytes(pid)
+    lines = b"".join(b"X-%02d: " % i + b"a" * 65000 + b"\r\n" for i in range(99))
+    with open_connections(ports.metrics, METRICS_MAX_CONNECTIONS) as hoard:
+        for connection in hoard:
+            with suppress(OSError):  # the server may have given up on the request already
+                connection.sendall(b"GET /metrics HTTP/1.1\r\n" + lines)
+        time.sleep(1)
+        grown_mib = (resident_bytes(pid) - before) / 2**20
+        time.sleep(METRICS_IDLE_SECONDS + 1)
+        after = health_now(ports)
+    record_figure(
+        f"{METRICS_MAX_CONNECTIONS} requests of 6 MiB of headers to the server's metrics port: its memory grew (MiB)",
+        f"{grown_mib:.1f}",
+    )
     assert grown_mib < 10
     assert_healthy(after)
 

@@ -108,11 +108,43 @@ def _observed(handler: grpc.RpcMethodHandler[Any, Any], service: str, method: st
 # connection per target, so a few connections, each closed after a few idle seconds, are plenty.
 METRICS_MAX_CONNECTIONS = 16
 METRICS_IDLE_SECONDS = 5.0
+# http.server reads up to 100 header lines of 64 KiB each, all kept in memory: 16 connections
+# could hold 100 MiB of it, dribbling a byte now and then. A scrape's request is a few hundred
+# bytes, sent at once.
+METRICS_MAX_REQUEST_BYTES = 16 * 1024
+METRICS_REQUEST_SECONDS = 10.0
+
+
+class _BoundedReader:
+    """A connection's request bytes, METRICS_MAX_REQUEST_BYTES and METRICS_REQUEST_SECONDS at most:
+    past either it reads as the end of the stream, and the handler gives up on the request."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._left = METRICS_MAX_REQUEST_BYTES
+        self._deadline = time.monotonic() + METRICS_REQUEST_SECONDS
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._left <= 0 or time.monotonic() > self._deadline:
+            return b""
+        line: bytes = self._raw.readline(self._left if size < 0 else min(size, self._left))
+        self._left -= len(line)
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        return b""  # a scrape sends no body
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class _MetricsHandler(prometheus_client.MetricsHandler):
     # A client that sends nothing for this long is cut off (StreamRequestHandler's socket timeout).
     timeout = METRICS_IDLE_SECONDS
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _BoundedReader(self.rfile)  # type: ignore[assignment]
 
     def log_message(self, format: str, *args: Any) -> None:
         """No log line per request."""
