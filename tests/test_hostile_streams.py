@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import grpc
 import h2.config
 import h2.connection
+import h2.events
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -495,3 +496,26 @@ def test_other_services_are_refused_on_envoys_port_with_a_status(ports: Ports, p
     assert refused.value.details() == "this port serves gcd.v1.GCDService only"
     rest = http_request(ports.envoy, path)
     assert rest.status == 404 and rest.json()["code"] == 5
+
+
+def test_a_malformed_http2_request_resets_its_stream_not_the_connection(ports: Ports) -> None:
+    config = h2.config.H2Configuration(
+        client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False
+    )
+    connection = h2.connection.H2Connection(config)
+    connection.initiate_connection()
+    base = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd.test"), (":path", "/gcd/12/18")]
+    connection.send_headers(1, [*base, ("X-Upper-Case", "1")], end_stream=True)
+    connection.send_headers(3, base, end_stream=True)
+    events: list[object] = []
+    with socket.create_connection((LOOPBACK, ports.envoy), timeout=5) as sock:
+        sock.sendall(connection.data_to_send())
+        while not any(isinstance(event, h2.events.StreamEnded) and event.stream_id == 3 for event in events):
+            data = sock.recv(65536)
+            if not data:
+                break
+            events += connection.receive_data(data)
+            sock.sendall(connection.data_to_send())
+    assert any(isinstance(event, h2.events.StreamReset) and event.stream_id == 1 for event in events), events
+    answered = [event for event in events if isinstance(event, h2.events.ResponseReceived) and event.stream_id == 3]
+    assert answered and dict(answered[0].headers)[b":status"] == b"200", events
