@@ -2,11 +2,20 @@
 allowed origins read from GCD_CORS_ALLOWED_ORIGINS (none by default, every one for "*"), and
 only on the API's own routes."""
 
+import json
+import re
 from collections.abc import Iterator
 
 import pytest
 
-from gcd_stack.envoy_config import CORS_ORIGINS_VARIABLE, cors_policy, cors_routes, packaged_config
+from gcd_stack.envoy_config import (
+    CORS_ORIGINS_VARIABLE,
+    cors_policy,
+    cors_routes,
+    openapi_path,
+    packaged_config,
+    route_named,
+)
 from gcd_stack.ports import Ports
 
 from clients import COMPUTE, Reply, http_request, preflight_headers
@@ -45,7 +54,7 @@ def test_the_variable_is_the_one_envoys_matcher_reads() -> None:
 def test_cors_is_on_the_apis_routes_alone_with_one_policy() -> None:
     """REST (GET and HEAD) and gRPC-Web for gcd.v1.GCDService; never health, reflection or files."""
     policies = cors_routes(packaged_config())
-    assert set(policies) == {"rest", "rest_head", "grpc_web"}
+    assert set(policies) == {"rest", "rest_head", "grpc_web", "preflight_api"}
     assert all(policy == cors_policy(packaged_config()) for policy in policies.values())
 
 
@@ -109,6 +118,27 @@ def test_without_an_origin_nothing_changes(narrowed: Ports) -> None:
     reply = http_request(ports.envoy, REST)
     assert reply.json() == {"result": "6"}
     assert not [name for name in reply.headers if name.startswith("access-control-")]
+
+
+def test_the_preflight_route_covers_the_apis_paths_and_no_other() -> None:
+    """Its regex is a copy: of the proto's HTTP bindings (through the OpenAPI document the build
+    made from them) and of the service's gRPC path."""
+    pattern = re.compile(route_named(packaged_config(), "preflight_api")["match"]["safe_regex"]["regex"])
+    api = [
+        template.replace("{a}", "12").replace("{b}", "18")
+        for template in json.loads(openapi_path().read_text())["paths"]
+    ]
+    for path in [*api, COMPUTE]:
+        assert pattern.fullmatch(path), path
+    for path in ("/docs", "/openapi.json", "/nope", "/gcd/12", "/grpc.health.v1.Health/Check", "/gcd.v1.GCDService"):
+        assert not pattern.fullmatch(path), path
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/nope", "/gcd/12"])
+def test_a_preflight_for_any_other_path_is_refused(narrowed: Ports, path: str) -> None:
+    refused = preflight(narrowed.envoy, path, ALLOWED)
+    assert "access-control-allow-origin" not in refused.headers
+    assert refused.status == 404
 
 
 @pytest.mark.parametrize(

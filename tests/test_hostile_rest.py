@@ -184,7 +184,8 @@ CORPUS: list[tuple[str, bytes, str | None]] = [
         b"Access-Control-Request-Method: GET\r\n\r\n",
         PREFLIGHT,
     ),
-    ("preflight to an unknown path", preflight("/nowhere"), PREFLIGHT),
+    # Refused: CORS covers the API's paths alone.
+    ("preflight to an unknown path", preflight("/nowhere"), None),
     (
         "two Origin headers",
         b"GET /gcd/12/18 HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\nOrigin: http://b.example\r\n\r\n",
