@@ -116,12 +116,15 @@ def test_the_stack_changes_only_ports_addresses_admin_socket_and_descriptor_path
 
 
 def envoy_error_codes() -> dict[int, int]:
-    """HTTP status -> the google.rpc code Envoy's local_reply mappers give it (one status each)."""
-    mapped = {}
+    """HTTP status the client gets -> the google.rpc code Envoy's local_reply mappers give it (one
+    code each status)."""
+    mapped: dict[int, int] = {}
     for mapper in connection_manager(packaged_config())["local_reply_config"]["mappers"]:
         status_filter = mapper["filter"]["and_filter"]["filters"][1]["status_code_filter"]["comparison"]
         if status_filter["op"] == "EQ":
-            mapped[status_filter["value"]["default_value"]] = mapper["body_format_override"]["json_format"]["code"]
+            status = mapper.get("status_code", status_filter["value"]["default_value"])
+            code = mapper["body_format_override"]["json_format"]["code"]
+            assert mapped.setdefault(status, code) == code, f"HTTP {status} stands for two codes"
     return mapped
 
 

@@ -7,7 +7,7 @@ import pytest
 from gcd_stack.envoy_config import openapi_path
 from gcd_stack.ports import Ports
 
-from clients import assert_rest_reply, http_request, http_request_bytes, raw_exchange
+from clients import assert_rest_reply, http_request, http_request_bytes, raw_exchange, raw_http
 from processes import HEALTH_PATH
 
 UINT64_MAX = 2**64 - 1
@@ -167,3 +167,12 @@ def test_envoy_serves_the_generated_openapi_document(stack_ports: Ports) -> None
     assert reply.status == 200
     assert reply.headers["content-type"] == "application/json"
     assert reply.json() == json.loads(openapi_path().read_text())
+
+
+def test_an_unknown_transfer_encoding_is_the_clients_mistake(stack_ports: Ports) -> None:
+    """Envoy's HTTP/1 codec answers it 501; a mapper makes it the 400 it is."""
+    request = http_request_bytes("POST", "/gcd/12/18", {"Transfer-Encoding": "xchunked"})
+    reply = raw_http(stack_ports.envoy, request)
+    assert reply.status == 400
+    assert_rest_reply(reply)
+    assert reply.json()["code"] == 3
