@@ -97,3 +97,9 @@ def test_made_up_method_names_do_not_grow_the_servers_metrics(stack_ports: Ports
     after = scrape(stack_ports.metrics, "/metrics")
     handled_series = {labels for name, labels in after if name == "grpc_server_handled_total"}
     assert handled_series == {labels for name, labels in before if name == "grpc_server_handled_total"}
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE", "FOO"])
+def test_another_method_on_the_servers_metrics_port_is_405(stack_ports: Ports, method: str) -> None:
+    """A client's mistake, not a 501 (http.server's answer to a method it does not serve)."""
+    assert http_request(stack_ports.metrics, "/metrics", method=method).status == 405

@@ -4,6 +4,7 @@ grpc_server_handling_seconds, labelled by service, method and status code."""
 
 from __future__ import annotations
 
+import http
 import http.server
 import socket
 import socketserver
@@ -145,6 +146,13 @@ class _MetricsHandler(prometheus_client.MetricsHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile = _BoundedReader(self.rfile)  # type: ignore[assignment]
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server answers a method it has no do_<METHOD> for with 501, a server fault; the
+        # client asked for what this port does not serve.
+        if code == http.HTTPStatus.NOT_IMPLEMENTED:
+            code, message = http.HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served here"
+        super().send_error(code, message, explain)
 
     def log_message(self, format: str, *args: Any) -> None:
         """No log line per request."""
