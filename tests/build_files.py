@@ -2,8 +2,11 @@
 setup.py (compile_api) and proto/openapi.py (the OpenAPI generator it calls)."""
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
+
+from gcd_stack.envoy_config import openapi_path
 
 from processes import REPO
 
@@ -18,3 +21,9 @@ def load_module(name: str, path: Path) -> ModuleType:
 
 BUILD = load_module("gcd_build", REPO / "setup.py")
 OPENAPI = load_module("gcd_openapi", REPO / "proto" / "openapi.py")
+
+
+def api_paths(a: str = "12", b: str = "18") -> list[str]:
+    """The REST paths of the OpenAPI document the build generated, with these operands."""
+    templates = json.loads(openapi_path().read_text())["paths"]
+    return [template.replace("{a}", a).replace("{b}", b) for template in templates]

@@ -2,7 +2,6 @@
 allowed origins read from GCD_CORS_ALLOWED_ORIGINS (none by default, every one for "*"), and
 only on the API's own routes."""
 
-import json
 import re
 from collections.abc import Iterator
 
@@ -12,12 +11,12 @@ from gcd_stack.envoy_config import (
     CORS_ORIGINS_VARIABLE,
     cors_policy,
     cors_routes,
-    openapi_path,
     packaged_config,
     route_named,
 )
 from gcd_stack.ports import Ports
 
+from build_files import api_paths
 from clients import COMPUTE, Reply, http_request, preflight_headers
 from processes import running_stack
 
@@ -124,11 +123,7 @@ def test_the_preflight_route_covers_the_apis_paths_and_no_other() -> None:
     """Its regex is a copy: of the proto's HTTP bindings (through the OpenAPI document the build
     made from them) and of the service's gRPC path."""
     pattern = re.compile(route_named(packaged_config(), "preflight_api")["match"]["safe_regex"]["regex"])
-    api = [
-        template.replace("{a}", "12").replace("{b}", "18")
-        for template in json.loads(openapi_path().read_text())["paths"]
-    ]
-    for path in [*api, COMPUTE]:
+    for path in [*api_paths(), COMPUTE]:
         assert pattern.fullmatch(path), path
     for path in ("/docs", "/openapi.json", "/nope", "/gcd/12", "/grpc.health.v1.Health/Check", "/gcd.v1.GCDService"):
         assert not pattern.fullmatch(path), path

@@ -84,22 +84,31 @@ def cluster(config: Config, name: str = CLUSTER) -> Config:
     return found
 
 
+def _endpoint(config: Config, cluster_name: str) -> Config:
+    """The one endpoint of a cluster."""
+    endpoint: Config = cluster(config, cluster_name)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    return endpoint
+
+
 def _upstream(config: Config, cluster_name: str = CLUSTER) -> Config:
-    endpoint = cluster(config, cluster_name)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    return _socket_address(endpoint)
+    return _socket_address(_endpoint(config, cluster_name))
+
+
+def _network_filter(config: Config, listener: str, name: str) -> Config:
+    """The typed_config of the named network filter of a listener."""
+    filters = _listener(config, listener)["filter_chains"][0]["filters"]
+    typed_config: Config = next(item for item in filters if item["name"] == name)["typed_config"]
+    return typed_config
 
 
 def connection_manager(config: Config, listener: str = LISTENER) -> Config:
     """The HTTP connection manager of a listener: its routes, filters and timeouts."""
-    filters = _listener(config, listener)["filter_chains"][0]["filters"]
-    manager: Config = next(item for item in filters if item["name"] == CONNECTION_MANAGER)["typed_config"]
-    return manager
+    return _network_filter(config, listener, CONNECTION_MANAGER)
 
 
 def connection_limit(config: Config, listener: str = LISTENER) -> int:
     """The most client connections a listener keeps open at once (its connection_limit filter)."""
-    filters = _listener(config, listener)["filter_chains"][0]["filters"]
-    limit: int = next(item for item in filters if item["name"] == CONNECTION_LIMIT)["typed_config"]["max_connections"]
+    limit: int = _network_filter(config, listener, CONNECTION_LIMIT)["max_connections"]
     return limit
 
 
@@ -165,8 +174,7 @@ def health_path(config: Config) -> str:
 
 def _admin_pipes(config: Config) -> list[Config]:
     """The admin API's unix socket, as the admin server and the cluster that scrapes it name it."""
-    endpoint = cluster(config, ADMIN_CLUSTER)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    return [config["admin"]["address"]["pipe"], endpoint["address"]["pipe"]]
+    return [config["admin"]["address"]["pipe"], _endpoint(config, ADMIN_CLUSTER)["address"]["pipe"]]
 
 
 def admin_socket(config: Config) -> str:
