@@ -141,7 +141,7 @@ def h2load(arm: Arm, workdir: Path, seconds: int, rate: int | None) -> tuple[int
     log = workdir / "h2load.log"
     log.unlink(missing_ok=True)
     command = ["h2load", "-D", str(seconds), f"--log-file={log}"]
-    command += ["-c", "10", f"--rps={rate // 10}"] if rate else (["-c", "4", "-m", "16"] if arm.grpc else ["-c", "16"])
+    command += ["-c", "10", f"--rps={rate // 10}"] if rate else (["-c", "16", "-m", "4"] if arm.grpc else ["-c", "16"])
     if arm.grpc:
         command += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(workdir / REQUEST_FILE)]
         command.append(f"http://{LOOPBACK}:{arm.port}/{SERVICE_NAME}/Compute")

@@ -4,6 +4,8 @@ port (native gRPC, and gRPC-Web from a page of another origin) and on gcd-server
 and after each one the service stays healthy: health Check answers on the server's port, REST
 answers through Envoy, and the readiness path and both metrics endpoints answer."""
 
+import dataclasses
+import json
 import queue
 import socket
 import subprocess
@@ -13,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import h2.config
@@ -32,10 +35,12 @@ from gcd_server.app import (
     MAX_STREAM_SECONDS,
     SERVICE_NAME,
 )
+from gcd_server.envoy_sidecar import admin_request
 from gcd_server.metrics import METRICS_IDLE_SECONDS, METRICS_MAX_CONNECTIONS
 from gcd_stack.envoy_config import (
     LOOPBACK,
     METRICS_LISTENER,
+    abstract_admin_socket,
     connection_limit,
     connection_manager,
     packaged_config,
@@ -44,12 +49,23 @@ from gcd_stack.envoy_config import (
 from gcd_stack.ports import Ports
 from gcd_stack.processes import STOP_TIMEOUT_SECONDS
 from gcd_testing.grpc_frame import grpc_frame
+from gcd_testing.ports import free_ports
 from gcd_testing.proc import children, is_alive, listening_tcp_ports, resident_bytes, thread_count
 from gcd_testing.stats import percentile
+from gcd_testing.tool_output import parse_h2load
 
 from clients import COMPUTE, grpc_web_headers, http_request, http_request_bytes, open_connections
 from figures import record_figure
-from processes import HEALTH_PATH, envoy_pid, running_stack, server_pid, wait_until
+from processes import (
+    HEALTH_PATH,
+    envoy_alone,
+    envoy_pid,
+    local_envoy_config,
+    running_server,
+    running_stack,
+    server_pid,
+    wait_until,
+)
 
 pytestmark = pytest.mark.faults
 # Enough to wedge grpcio-health-checking's Watch, and more streams than the server has threads.
@@ -62,6 +78,8 @@ WATCH = "/grpc.health.v1.Health/Watch"
 SAMPLES = 30
 # Twice the server's worker threads, each of which such a call would hold.
 STALLED_CALLS = 8
+# Enough for every connection of the burst to have all its streams in flight at once.
+BURST_CALLS = 20_000
 # Generous for a loaded 2-core machine; an unloaded call takes about a millisecond.
 HEALTHY_P99_SECONDS = 0.5
 
@@ -410,6 +428,43 @@ def test_a_flood_of_envoys_metrics_port_leaves_the_readiness_path_answering(port
         during = health_now(ports)
     record_figure(f"{limit + 36} idle connections to Envoy's metrics port (limit {limit}): during", during)
     assert during.check == "SERVING" and during.readiness == 200 and during.rest_failed == 0, during
+
+
+def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budget(tmp_path: Path) -> None:
+    """All the HTTP/2 connections Envoy's port lets a client open, each with all the streams it
+    allows in flight, at once (h2load asks for more of both). The overload manager samples the
+    heap four times a second, too late for a burst: the connection and stream limits must bound
+    it. Envoy's heap is what its memory limit is sized by (the fixed_heap monitor's maximum)."""
+    config = packaged_config()
+    connections = connection_limit(config)
+    streams = connection_manager(config)["http2_protocol_options"]["max_concurrent_streams"]
+    monitors = {monitor["name"]: monitor["typed_config"] for monitor in config["overload_manager"]["resource_monitors"]}
+    budget = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
+    body = tmp_path / "compute.bin"
+    body.write_bytes(grpc_frame(gcd_pb2.ComputeRequest(a=12, b=18).SerializeToString()))
+    with running_server(tmp_path) as (server_port, _):
+        ports = dataclasses.replace(free_ports(), sidecar=server_port)
+        with envoy_alone(local_envoy_config(ports), ports, tmp_path):
+            # A fresh Envoy: tcmalloc keeps the heap it grew to, so its size afterwards is the peak.
+            burst = subprocess.run(
+                [
+                    *("h2load", "-t", "1", "-c", str(connections + 64), "-m", str(4 * streams), "-n", str(BURST_CALLS)),
+                    *("-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(body)),
+                    f"http://{LOOPBACK}:{ports.envoy}{COMPUTE}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            memory = json.loads(admin_request(abstract_admin_socket(ports), "/memory"))
+    heap = int(memory["heap_size"])
+    record_figure(
+        f"a burst of {connections + 64} HTTP/2 connections of {4 * streams} streams to Envoy's port (limits "
+        f"{connections} and {streams}): Envoy's heap, MiB (budget {budget / 2**20:.0f})",
+        f"{heap / 2**20:.0f}",
+    )
+    assert parse_h2load(burst.stdout).status_2xx > 0, burst.stdout + burst.stderr
+    assert heap < budget
 
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
