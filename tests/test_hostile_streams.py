@@ -32,6 +32,7 @@ from gcd_server.app import (
     MAX_CONNECTION_AGE_GRACE_MS,
     MAX_CONNECTION_AGE_MS,
     MAX_CONNECTION_IDLE_MS,
+    MAX_CONNECTIONS,
     MAX_STREAM_SECONDS,
     SERVICE_NAME,
 )
@@ -383,13 +384,14 @@ def test_calls_whose_message_never_comes_on_the_servers_port_leave_envoy_and_pro
     assert_healthy(during)
 
 
-def closed_by_peer(connection: socket.socket) -> bool:
-    """The other side has closed: reading gives end of file or a reset (data is read and dropped)."""
-    connection.settimeout(0.5)
+def closed_by_peer(connection: socket.socket, wait_seconds: float = 0.5) -> bool:
+    """The other side has closed: reading gives end of file or a reset (data is read and dropped);
+    wait_seconds 0 asks without waiting."""
+    connection.settimeout(wait_seconds)
     try:
         while connection.recv(65536):
             pass
-    except TimeoutError:
+    except (TimeoutError, BlockingIOError):
         return False
     except OSError:
         return True
@@ -477,15 +479,38 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x
 def test_idle_connections_to_the_server_are_closed_by_it(
     ports: Ports, kind: str, first_bytes: bytes, limit_ms: int
 ) -> None:
-    with open_connections(ports.grpc, 300, first_bytes) as flood:
+    with open_connections(ports.grpc, MAX_CONNECTIONS, first_bytes) as flood:
         time.sleep(limit_ms / 1000 + 3)
         closed = sum(closed_by_peer(connection) for connection in flood)
         during = health_now(ports)
     record_figure(
-        f"300 {kind} connections to the server's port: closed by it within {limit_ms / 1000 + 3:.0f} s", closed
+        f"{len(flood)} {kind} connections to the server's port: closed by it within {limit_ms / 1000 + 3:.0f} s",
+        closed,
     )
-    assert closed == 300
+    assert closed == len(flood)
     assert_healthy(during)
+
+
+def test_a_flood_of_connections_to_the_servers_port_is_capped_and_leaves_envoy_and_probes_served(
+    stack: tuple[Ports, subprocess.Popen[bytes]],
+) -> None:
+    """Any pod may open connections to 3000; beyond the server's cap each is closed as it comes,
+    so the flood's memory is bounded, and Envoy and kubelet, on the sidecar port, are served."""
+    ports, process = stack
+    server = server_pid(process)
+    before = resident_bytes(server)
+    with open_connections(ports.grpc, 4 * MAX_CONNECTIONS, PREFACE) as flood:
+        time.sleep(1)
+        grown = resident_bytes(server) - before
+        during = health_now(ports)
+        closed = sum(closed_by_peer(connection, wait_seconds=0) for connection in flood)
+    after = health_now(ports)
+    label = f"{len(flood)} HTTP/2 connections to the server's port (cap {MAX_CONNECTIONS})"
+    record_figure(f"{label}: closed at once, its memory grew (MiB)", f"{closed}, {grown / 2**20:.1f}")
+    record(label, during, after)
+    assert closed == len(flood) - MAX_CONNECTIONS
+    assert_healthy(during)
+    assert_healthy(after)
 
 
 def test_a_flood_of_idle_connections_to_the_servers_metrics_costs_it_no_memory(

@@ -50,6 +50,11 @@ MAX_CONNECTION_IDLE_MS = 10_000
 # A connection must have spoken HTTP/2 within this long (grpc's default is two minutes); the
 # same time Envoy gives a client to send its request headers.
 HANDSHAKE_TIMEOUT_MS = 10_000
+# Connections open at once on each port (grpc's default is no limit); one beyond is closed as it
+# arrives, and its client gets UNAVAILABLE. Each costs the server 14-23 KiB. A client process keeps
+# one connection to each pod it calls, Envoy one or two to the sidecar port, kubelet one per probe;
+# a flood of the main port, which every pod may reach, leaves the sidecar port's own.
+MAX_CONNECTIONS = 256
 _SERVER_OPTIONS = [
     # grpc enables SO_REUSEPORT by default, so a second server on a busy port would bind
     # silently and split the traffic; without it the second bind fails at start.
@@ -63,6 +68,7 @@ _SERVER_OPTIONS = [
     ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
     ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
     ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+    ("grpc.max_allowed_incoming_connections", MAX_CONNECTIONS),
 ]
 
 log = logging.getLogger("gcd_server")
