@@ -18,7 +18,7 @@ from types import TracebackType
 import envoy
 
 from gcd_stack.envoy_config import LOOPBACK, abstract_admin_socket, write_local_config
-from gcd_stack.processes import STOP_TIMEOUT_SECONDS, default_ports, envoy_is_live, server_is_serving, url_answers_ok
+from gcd_stack.processes import default_ports, envoy_is_live, server_is_serving, url_answers_ok
 from gcd_testing.ports import free_ports
 
 from deployment import Manifest, container, dockerfile_stages, find
@@ -35,6 +35,7 @@ class PodTemplate:
     readiness_port: int
     readiness_path: str
     pre_stop_seconds: float
+    termination_grace_seconds: float
     replicas: int
 
     @classmethod
@@ -50,6 +51,9 @@ class PodTemplate:
             readiness_port=sidecar["readinessProbe"]["httpGet"]["port"],
             readiness_path=sidecar["readinessProbe"]["httpGet"]["path"],
             pre_stop_seconds=server["lifecycle"]["preStop"]["sleep"]["seconds"],
+            termination_grace_seconds=find(manifests, "Deployment")["spec"]["template"]["spec"][
+                "terminationGracePeriodSeconds"
+            ],
             replicas=find(manifests, "Deployment")["spec"]["replicas"],
         )
 
@@ -129,8 +133,9 @@ class Pod:
         self._server.send_signal(signal.SIGTERM)
 
     def server_exit_code(self) -> int:
+        """Once the server has exited; within the pod's termination grace period, or it fails."""
         assert self._server is not None
-        return self._server.wait(STOP_TIMEOUT_SECONDS)
+        return self._server.wait(self.template.termination_grace_seconds)
 
     def stop_server(self) -> int:
         self.signal_server()

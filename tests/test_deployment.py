@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gcd_server.app import SERVICE_NAME, VERSION
+from gcd_server.app import MAX_CONNECTION_AGE_GRACE_MS, MAX_CONNECTION_AGE_MS, SERVICE_NAME, VERSION
 from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
 from gcd_stack.envoy_config import (
     IMAGE_FILES,
@@ -215,8 +215,17 @@ def server_env(manifests: list[Manifest]) -> dict[str, str]:
 def test_shutdown_fits_in_the_termination_grace_period(pi: list[Manifest]) -> None:
     grace = float(server_env(pi)["GCD_GRACE_SECONDS"])
     envoy_drain = float(flag_value(container(pi, "envoy")["args"], "--drain-time-s"))
+    client_drain = float(server_env(pi)["GCD_CLIENT_DRAIN_SECONDS"])
     pre_stop = container(pi, "server")["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pre_stop + envoy_drain + grace < pod_spec(pi)["terminationGracePeriodSeconds"]
+    # The two drains run at once, both counted from SIGTERM.
+    assert pre_stop + max(envoy_drain, client_drain) + grace < pod_spec(pi)["terminationGracePeriodSeconds"]
+
+
+def test_the_servers_clients_have_time_to_leave_as_their_connections_age(pi: list[Manifest]) -> None:
+    """Each connection to 3000 gets GOAWAY at its age, give or take gRPC's 10% jitter, and is
+    closed after the grace at the latest: the client drain covers both."""
+    oldest = (MAX_CONNECTION_AGE_MS * 1.1 + MAX_CONNECTION_AGE_GRACE_MS) / 1000
+    assert float(server_env(pi)["GCD_CLIENT_DRAIN_SECONDS"]) >= oldest
 
 
 def seconds(duration: str) -> float:

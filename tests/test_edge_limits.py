@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
-from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
+from gcd_server.app import MAX_CONNECTION_AGE_MS, MIN_CLIENT_PING_INTERVAL_MS
 from gcd_stack.envoy_config import cluster, connection_limit, connection_manager, http_filter, packaged_config
 from gcd_stack.ports import Ports
 from gcd_testing.ports import free_ports
@@ -52,6 +52,13 @@ def test_envoy_pings_the_server_no_more_often_than_it_accepts() -> None:
     options = protocols["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
     keepalive = options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
     assert duration_seconds(keepalive["interval"]) * 1000 >= MIN_CLIENT_PING_INTERVAL_MS
+
+
+def test_envoy_ages_client_connections_as_gcd_server_does() -> None:
+    """One age for every connection a client keeps, through Envoy or straight to the server, so
+    that a new pod reaches every kind of client alike (docs/deploy.md)."""
+    options = connection_manager(packaged_config())["common_http_protocol_options"]
+    assert duration_seconds(options["max_connection_duration"]) * 1000 == MAX_CONNECTION_AGE_MS
 
 
 def latencies(port: int, count: int = SAMPLES) -> list[float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -18,11 +19,13 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME, VERSION, drain
+from gcd_server.connections import established_connections
 from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.processes import port_is_free, server_command
 from gcd_testing.ports import free_port
 
-from processes import held_call, json_lines, messages, running_server
+from clients import open_connections
+from processes import held_call, json_lines, messages, running_server, wait_until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -128,3 +131,41 @@ def test_drain_gives_up_on_rpcs_that_outlive_the_grace_period() -> None:
         drain([held.server], held.health_servicer, 0.5)
         assert time.monotonic() - started < 3
         assert held.in_flight.exception(timeout=5) is not None
+
+
+def test_the_clients_of_a_port_are_counted_from_the_kernels_tables() -> None:
+    with socket.create_server((LOOPBACK, 0)) as listening:
+        port = listening.getsockname()[1]
+        with open_connections(port, 3):
+            assert established_connections(port) == 3
+        wait_until(lambda: established_connections(port) == 0, 5, "connections closed")
+
+
+def test_drain_serves_the_clients_of_its_port_until_they_have_gone() -> None:
+    with held_call(b"payload") as held:
+        assert established_connections(held.port) == 1
+        draining = threading.Thread(target=drain, args=([held.server], held.health_servicer, 5, None, (held.port, 20)))
+        started = time.monotonic()
+        draining.start()
+        time.sleep(1)
+        assert draining.is_alive()
+        # Still served meanwhile, on the connection it already has.
+        stub = gcd_pb2_grpc.GCDServiceStub(held.channel)
+        assert stub.Compute(gcd_pb2.ComputeRequest(a=12, b=18), timeout=5).result == 6
+        held.release.set()
+        assert held.in_flight.result(timeout=5) == b"payload"
+        held.channel.close()
+        draining.join(10)
+        assert not draining.is_alive()
+        assert time.monotonic() - started < 10
+
+
+def test_drain_does_not_wait_without_clients() -> None:
+    with held_call(b"") as held:
+        held.release.set()
+        held.in_flight.result(timeout=5)
+        held.channel.close()
+        wait_until(lambda: established_connections(held.port) == 0, 5, "the client gone")
+        started = time.monotonic()
+        drain([held.server], held.health_servicer, 5, None, (held.port, 20))
+        assert time.monotonic() - started < 2

@@ -25,6 +25,7 @@ ENV_VARS = (
     "GCD_ENVOY_ADMIN",
     "GCD_METRICS_PORT",
     "GCD_SIDECAR_PORT",
+    "GCD_CLIENT_DRAIN_SECONDS",
 )
 
 
@@ -44,12 +45,13 @@ def test_defaults() -> None:
         envoy_admin=None,
         metrics_port=DEFAULT_METRICS_PORT,
         sidecar_port=0,
+        client_drain_seconds=0,
     )
     assert (DEFAULT_PORT, DEFAULT_METRICS_PORT) == (3000, 9103)
 
 
 def test_environment_sets_each_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    values = ("127.0.0.1", "3100", "2.5", "debug", "7", "@gcd-envoy-admin", "0", "3101")
+    values = ("127.0.0.1", "3100", "2.5", "debug", "7", "@gcd-envoy-admin", "0", "3101", "38")
     for name, value in zip(ENV_VARS, values, strict=True):
         monkeypatch.setenv(name, value)
     assert parse_settings([]) == Settings(
@@ -61,6 +63,7 @@ def test_environment_sets_each_value(monkeypatch: pytest.MonkeyPatch) -> None:
         envoy_admin="@gcd-envoy-admin",
         metrics_port=0,
         sidecar_port=3101,
+        client_drain_seconds=38,
     )
 
 

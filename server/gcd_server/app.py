@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from concurrent import futures
 from importlib.metadata import version
@@ -10,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
+from gcd_server.connections import wait_for_clients_to_leave
 from gcd_server.envoy_sidecar import EnvoySidecar
 from gcd_server.metrics import RpcMetrics, serve_metrics
 from gcd_server.reflection import enable_reflection
@@ -165,7 +167,7 @@ def serve(settings: Settings) -> None:
     log.info("gcd-server %s serving %s on %s%s%s", VERSION, SERVICE_NAME, settings.address, sidecar, metrics)
     stop_signal.wait()
 
-    drain(servers, health_servicer, settings.grace_seconds, envoy)
+    drain(servers, health_servicer, settings.grace_seconds, envoy, (settings.port, settings.client_drain_seconds))
     log.info("stopped")
 
 
@@ -174,12 +176,24 @@ def drain(
     health_servicer: health.HealthServicer,
     grace_seconds: float,
     envoy: EnvoySidecar | None = None,
+    client_drain: tuple[int, float] = (0, 0.0),
 ) -> None:
-    """Health turns NOT_SERVING; the Envoy in front, if any, sends its clients elsewhere; then
-    new RPCs are refused and in-flight ones get grace_seconds to finish before this returns."""
+    """Health turns NOT_SERVING; the Envoy in front, if any, sends its clients elsewhere, and the
+    clients of client_drain's port leave as their connections reach their age (for up to its
+    seconds, counted from this call); then new RPCs are refused and in-flight ones get
+    grace_seconds to finish before this returns.
+
+    Why wait for those clients: grpc cancels the calls that have reached a stopping server but
+    not yet its handler (grpc/grpc#41785, open), and their clients get CANCELLED, which they do
+    not retry. A connection that reaches its age ends gracefully, with GOAWAY, while the server
+    still serves; by then the pod has left its Services, so the client reconnects elsewhere."""
+    started = time.monotonic()
     health_servicer.enter_graceful_shutdown()
     if envoy:
         envoy.drain()
+    port, seconds = client_drain
+    if seconds:
+        wait_for_clients_to_leave(port, seconds - (time.monotonic() - started))
     log.info("stopping: new RPCs refused, in-flight RPCs get %.1fs to finish", grace_seconds)
     for stopped in [server.stop(grace_seconds) for server in servers]:
         stopped.wait()

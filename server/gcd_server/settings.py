@@ -33,6 +33,7 @@ class Settings:
     envoy_admin: str | None = None
     metrics_port: int = 0
     sidecar_port: int = 0
+    client_drain_seconds: float = 0.0
 
     @property
     def address(self) -> str:
@@ -121,6 +122,15 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
             DEFAULT_GRACE_SECONDS,
             "seconds that in-flight RPCs get to finish after SIGTERM or SIGINT",
         ),
+        (
+            "--client-drain",
+            "GCD_CLIENT_DRAIN_SECONDS",
+            grace_seconds,
+            0.0,
+            "after SIGTERM, seconds to keep serving the clients of --port until each connection has "
+            "reached its age and gone (clients then move to other pods; a call racing a stop could "
+            "get CANCELLED), before new RPCs are refused; 0 stops at once",
+        ),
         ("--log-level", "GCD_LOG_LEVEL", log_level, DEFAULT_LOG_LEVEL, "one of " + ", ".join(LOG_LEVELS)),
         (
             "--max-concurrent-rpcs",
@@ -156,6 +166,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         envoy_admin=args.envoy_admin,
         metrics_port=args.metrics_port,
         sidecar_port=args.sidecar_port,
+        client_drain_seconds=args.client_drain,
     )
 
 
