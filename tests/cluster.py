@@ -43,8 +43,9 @@ class Cluster:
         self._log_dir = log_dir
         self._held = contextlib.ExitStack()
         self._numbers = itertools.count(1)
-        self.node_port = ServiceProxy(ENDPOINT_PROPAGATION_SECONDS)
-        self.cluster_ip = ServiceProxy(ENDPOINT_PROPAGATION_SECONDS)
+        # Each with a source address of its own, so that a pod's log tells whose connection it is.
+        self.node_port = ServiceProxy(ENDPOINT_PROPAGATION_SECONDS, source="127.0.0.2")
+        self.cluster_ip = ServiceProxy(ENDPOINT_PROPAGATION_SECONDS, source="127.0.0.3")
         self.dns = ClusterDNS(HEADLESS_NAME, ENDPOINT_PROPAGATION_SECONDS)
         # Every pod's gRPC port, as the headless Service's records carry no port.
         self.pod_grpc_port = free_port()
@@ -76,7 +77,8 @@ class Cluster:
         pod = self._held.enter_context(Pod(self.template, self._log_dir, f"pod-{number}"))
         pod.start()
         wait_until(pod.is_ready, READY_TIMEOUT_SECONDS, f"{pod.name} ready")
-        pod_ip = self._held.enter_context(ServiceProxy(0, f"127.0.1.{number}", self.pod_grpc_port))
+        address = f"127.0.1.{number}"
+        pod_ip = self._held.enter_context(ServiceProxy(0, address, self.pod_grpc_port, source=address))
         pod_ip.set_endpoints([pod.ports.grpc], at_once=True)
         self.pod_ips[pod.name] = pod_ip
         self.ready.append(pod)

@@ -64,10 +64,14 @@ class RequestCounter:
 
 
 class ServiceProxy:
-    def __init__(self, propagation_seconds: float, address: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(
+        self, propagation_seconds: float, address: str = LOOPBACK, port: int = 0, source: str | None = None
+    ) -> None:
         self.propagation_seconds = propagation_seconds
         self.address = address
         self._port = port
+        # The address the endpoints see connections come from (kube-proxy's SNAT, a pod's IP).
+        self._source = (source, 0) if source else None
         self._endpoints: list[int] = []
         self._turn = itertools.count()
         self._loop = asyncio.new_event_loop()
@@ -125,7 +129,9 @@ class ServiceProxy:
         endpoint = endpoints[next(self._turn) % len(endpoints)]
         self.connections[endpoint] += 1
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(LOOPBACK, endpoint)
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                LOOPBACK, endpoint, local_addr=self._source
+            )
         except OSError:
             client_writer.close()
             return

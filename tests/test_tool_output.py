@@ -52,3 +52,8 @@ def test_wrk_rate_and_errors() -> None:
     assert parse_wrk(recorded("wrk-non2xx")).non_2xx == 5775
     with pytest.raises(ToolOutputError, match=r"(?s)wrk printed no .*Connection refused"):
         parse_wrk(recorded("wrk-refused"))
+
+
+def test_wrk_latency_distribution() -> None:
+    assert parse_wrk(recorded("wrk-latency")).p99_ms == 1.95
+    assert parse_wrk(recorded("wrk-ok")).p99_ms is None

@@ -52,13 +52,20 @@ class WrkSummary:
     requests_per_second: float
     non_2xx: int
     socket_errors: str | None
+    # From its --latency distribution; None without that flag.
+    p99_ms: float | None = None
+
+
+_WRK_LATENCY_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def parse_wrk(output: str) -> WrkSummary:
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.+)$", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)$", output, re.MULTILINE)
     return WrkSummary(
         requests_per_second=float(_number(r"^Requests/sec:\s+([\d.]+)", output, "wrk")),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=socket_errors.group(1) if socket_errors else None,
+        p99_ms=float(p99.group(1)) * _WRK_LATENCY_UNITS[p99.group(2)] if p99 else None,
     )
