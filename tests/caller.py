@@ -1,5 +1,5 @@
 """One client process of gcd-service, calling Compute in a loop until its stdin closes, then
-printing what happened as JSON ({"right": n, "failed: <code>": m, ...}):
+printing what happened as JSON ({"gRPC right": n, "gRPC failed: <code> <details>": m, ...}):
 
     python caller.py TARGET --client-module PAUSE_SECONDS   gcd_client.connect(TARGET)
     python caller.py TARGET --plain PAUSE_SECONDS           a bare channel, as a client that
@@ -12,12 +12,29 @@ import random
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from math import gcd
 
 import grpc
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_client import connect
+
+
+def call_in_a_loop(
+    compute: Callable[[int, int], int], pause: float, stop: threading.Event, outcomes: Counter[str], kind: str = "gRPC"
+) -> None:
+    """Calls compute with random operands, pause seconds apart, until stop is set, counting
+    "<kind> right" and each kind of "<kind> failed: ..." in outcomes."""
+    rng = random.Random()
+    while not stop.is_set():
+        a, b = rng.randrange(1, 2**40), rng.randrange(1, 2**40)
+        try:
+            right = compute(a, b) == gcd(a, b)
+            outcomes[f"{kind} right" if right else f"{kind} failed: wrong result"] += 1
+        except grpc.RpcError as error:
+            outcomes[f"{kind} failed: {error.code().name} {error.details()}"] += 1
+        stop.wait(pause)
 
 
 def main() -> None:
@@ -29,30 +46,16 @@ def main() -> None:
         stop.set()
 
     threading.Thread(target=stop_at_end_of_input, daemon=True).start()
-    if kind == "--client-module":
-        client = connect(target)
-        channel = client.channel
-
-        def compute(a: int, b: int) -> int:
-            return client.compute(a, b)
-    else:
-        channel = grpc.insecure_channel(target)
-        stub = gcd_pb2_grpc.GCDServiceStub(channel)
-
-        def compute(a: int, b: int) -> int:
-            return stub.Compute(gcd_pb2.ComputeRequest(a=a, b=b), timeout=5).result
-
-    rng = random.Random()
     outcomes: Counter[str] = Counter()
-    while not stop.is_set():
-        a, b = rng.randrange(1, 2**40), rng.randrange(1, 2**40)
-        try:
-            right = compute(a, b) == gcd(a, b)
-            outcomes["right" if right else "failed: wrong result"] += 1
-        except grpc.RpcError as error:
-            outcomes[f"failed: {error.code().name} {error.details()}"] += 1
-        stop.wait(pause)
-    channel.close()
+    if kind == "--client-module":
+        with connect(target) as client:
+            call_in_a_loop(client.compute, pause, stop, outcomes)
+    else:
+        with grpc.insecure_channel(target) as channel:
+            stub = gcd_pb2_grpc.GCDServiceStub(channel)
+            call_in_a_loop(
+                lambda a, b: stub.Compute(gcd_pb2.ComputeRequest(a=a, b=b), timeout=5).result, pause, stop, outcomes
+            )
     print(json.dumps(outcomes))
 
 

@@ -33,9 +33,11 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MAX_CONNECTION_AGE_GRACE_MS, MAX_CONNECTION_AGE_MS
 from gcd_stack.envoy_config import LOOPBACK
 
+from caller import call_in_a_loop
 from cluster import Cluster
 from figures import record_figure
 from pods import Pod
+from processes import wait_until
 
 CALLER = Path(__file__).with_name("caller.py")
 # Each client's pause between calls; the busy ones send a few hundred calls a second in all.
@@ -55,17 +57,13 @@ HEADLESS_TOLERANCE = 0.25
 LEAST_SHARE_OF_FAIR = 0.25
 
 
-def operands(rng: random.Random) -> tuple[int, int]:
-    return rng.randrange(1, 2**40), rng.randrange(1, 2**40)
-
-
 def rest_client(port: int, pause: float, stop: threading.Event, outcomes: Counter[str]) -> None:
     """One keep-alive HTTP/1.1 client, as a browser or curl in a loop: it reconnects only when
     the server closes the connection."""
     rng = random.Random()
     connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
     while not stop.is_set():
-        a, b = operands(rng)
+        a, b = rng.randrange(1, 2**40), rng.randrange(1, 2**40)
         try:
             connection.request("GET", f"/gcd/{a}/{b}")
             response = connection.getresponse()
@@ -81,17 +79,11 @@ def rest_client(port: int, pause: float, stop: threading.Event, outcomes: Counte
 
 def grpc_client(port: int, pause: float, stop: threading.Event, outcomes: Counter[str]) -> None:
     """One long-lived gRPC channel through Envoy's port, as the NodePort offers it."""
-    rng = random.Random()
     with grpc.insecure_channel(f"{LOOPBACK}:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
         stub = gcd_pb2_grpc.GCDServiceStub(channel)
-        while not stop.is_set():
-            a, b = operands(rng)
-            try:
-                right = stub.Compute(gcd_pb2.ComputeRequest(a=a, b=b), timeout=5).result == gcd(a, b)
-                outcomes["gRPC right" if right else "gRPC failed: wrong result"] += 1
-            except grpc.RpcError as error:
-                outcomes[f"gRPC failed: {error.code().name} {error.details()}"] += 1
-            stop.wait(pause)
+        call_in_a_loop(
+            lambda a, b: stub.Compute(gcd_pb2.ComputeRequest(a=a, b=b), timeout=5).result, pause, stop, outcomes
+        )
 
 
 Client = Callable[[int, float, threading.Event, Counter[str]], None]
@@ -153,6 +145,15 @@ def every_kind(cluster: Cluster) -> Iterator[dict[str, Counter[str]]]:
         ) as node_port,
     ):
         yield {"headless": headless, "ClusterIP": cluster_ip, "NodePort": node_port}
+
+
+def wait_for_every_kind(cluster: Cluster, pods: list[Pod]) -> None:
+    """Returns once every kind of client has called each of pods."""
+    wait_until(
+        lambda: all(all(counts.values()) for counts in cluster.requests(pods).values()),
+        15,
+        "every kind of client calling every pod",
+    )
 
 
 def settle_then_count(cluster: Cluster, pods: list[Pod]) -> dict[str, dict[str, int]]:

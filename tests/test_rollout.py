@@ -26,9 +26,9 @@ from gcd_stack.processes import ENVOY_DRAIN_SECONDS
 from cluster import Cluster
 from deployment import KUBECTL, find, render
 from figures import record_figure
-from long_lived_clients import check_spread, every_kind, settle_then_count
+from long_lived_clients import check_spread, every_kind, settle_then_count, wait_for_every_kind
 from pods import PodTemplate
-from processes import messages, wait_until
+from processes import messages
 
 pytestmark = [
     pytest.mark.faults,
@@ -53,11 +53,7 @@ def test_a_rolling_update_of_every_replica_fails_no_call_and_leaves_the_load_spr
     with Cluster(template, tmp_path) as cluster:
         old_pods = [cluster.add_pod(at_once=True) for _ in range(template.replicas)]
         with every_kind(cluster) as outcomes:
-            wait_until(
-                lambda: all(all(counts.values()) for counts in cluster.requests(old_pods).values()),
-                15,
-                "every kind of client calling every pod",
-            )
+            wait_for_every_kind(cluster, old_pods)
             started = time.monotonic()
             for old in old_pods:
                 cluster.add_pod()

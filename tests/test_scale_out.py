@@ -13,9 +13,8 @@ import pytest
 from cluster import Cluster
 from deployment import KUBECTL, render
 from figures import record_figure
-from long_lived_clients import check_spread, every_kind, settle_then_count
+from long_lived_clients import check_spread, every_kind, settle_then_count, wait_for_every_kind
 from pods import PodTemplate
-from processes import wait_until
 
 pytestmark = [
     pytest.mark.faults,
@@ -28,11 +27,7 @@ def test_a_scale_up_reaches_every_kind_of_long_lived_client(tmp_path: Path) -> N
     with Cluster(template, tmp_path) as cluster:
         old = [cluster.add_pod(at_once=True) for _ in range(template.replicas)]
         with every_kind(cluster) as outcomes:
-            wait_until(
-                lambda: all(all(counts.values()) for counts in cluster.requests(old).values()),
-                15,
-                "every kind of client calling every pod",
-            )
+            wait_for_every_kind(cluster, old)
             new = [cluster.add_pod() for _ in range(template.replicas)]
             window = settle_then_count(cluster, old + new)
             first_requests = [cluster.seconds_to_first_request(pod) for pod in new]
