@@ -53,10 +53,21 @@ MAX_CONNECTION_IDLE_MS = 10_000
 # same time Envoy gives a client to send its request headers.
 HANDSHAKE_TIMEOUT_MS = 10_000
 # Connections open at once on each port (grpc's default is no limit); one beyond is closed as it
-# arrives, and its client gets UNAVAILABLE. Each costs the server 14-23 KiB. A client process keeps
-# one connection to each pod it calls, Envoy one or two to the sidecar port, kubelet one per probe;
+# arrives, and its client gets UNAVAILABLE. An idle one costs the server 14-23 KiB, one that
+# floods it with cancelled streams (a rapid reset) about 0.75 MiB. A client process keeps one
+# connection to each pod it calls, Envoy one or two to the sidecar port, kubelet one per probe;
 # a flood of the main port, which every pod may reach, leaves the sidecar port's own.
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 64
+# Streams at once on one connection of the main port. A rapid reset's cost grows with it: 32
+# connections of 200 streams took the server to 133-177 MiB, of 16 to under 70. A client with more
+# calls in flight on one connection queues the rest on its side. Streams that have just ended
+# still count against it until freed, so the same number of them is allowed on top, or honest
+# clients at the limit get REFUSED_STREAM (UNAVAILABLE).
+MAX_STREAMS_PER_CONNECTION = 16
+# grpc grows a connection's read buffer each time a read fills it, with no ceiling of its own
+# (grpc/grpc#42194): a request whose headers never end (a CONTINUATION flood) took the server past
+# 200 MiB in 4 s from 8 connections. No message or header block here comes near 64 KiB.
+MAX_READ_BUFFER_BYTES = 65536
 _SERVER_OPTIONS = [
     # grpc enables SO_REUSEPORT by default, so a second server on a busy port would bind
     # silently and split the traffic; without it the second bind fails at start.
@@ -71,6 +82,7 @@ _SERVER_OPTIONS = [
     ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS),
     ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
     ("grpc.max_allowed_incoming_connections", MAX_CONNECTIONS),
+    ("grpc.experimental.tcp_max_read_buffer_size", MAX_READ_BUFFER_BYTES),
 ]
 
 log = logging.getLogger("gcd_server")
@@ -94,15 +106,18 @@ def add_health_check(server: grpc.Server, health_servicer: health.HealthServicer
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(health.SERVICE_NAME, {"Check": check}),))
 
 
-def _listener(settings: Settings, address: str, health_servicer: health.HealthServicer) -> grpc.Server:
+def _listener(
+    settings: Settings, address: str, health_servicer: health.HealthServicer, streams_per_connection: int
+) -> grpc.Server:
     """Every service, bound to address, on worker threads of its own: a client that holds a
     listener's threads (calls whose message never comes) starves that listener alone."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=_WORKER_THREADS),
-        # Streams per connection are bounded too (grpc's default is unbounded), above the
-        # server's RPC limit, so that a call beyond that limit is answered RESOURCE_EXHAUSTED
-        # rather than left queueing in its client.
-        options=[*_SERVER_OPTIONS, ("grpc.max_concurrent_streams", 2 * settings.max_concurrent_rpcs)],
+        options=[
+            *_SERVER_OPTIONS,
+            ("grpc.max_concurrent_streams", streams_per_connection),
+            ("grpc.http2.max_deallocating_streams", streams_per_connection),
+        ],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         # Counting costs a few microseconds a call: only where the metrics can be read.
         interceptors=[RpcMetrics()] if settings.metrics_port else [],
@@ -125,7 +140,7 @@ def build_server(settings: Settings) -> tuple[grpc.Server, health.HealthServicer
     health_servicer = health.HealthServicer()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return _listener(settings, settings.address, health_servicer), health_servicer
+    return _listener(settings, settings.address, health_servicer, MAX_STREAMS_PER_CONNECTION), health_servicer
 
 
 def build_sidecar_server(settings: Settings, health_servicer: health.HealthServicer) -> grpc.Server | None:
@@ -133,7 +148,11 @@ def build_sidecar_server(settings: Settings, health_servicer: health.HealthServi
     probes, whose threads no client of the main port can take; None without a sidecar port."""
     if not settings.sidecar_port:
         return None
-    return _listener(settings, host_port(settings.host, settings.sidecar_port), health_servicer)
+    # Envoy sends all its calls over one connection: as many streams as the server takes RPCs,
+    # and as many again, so that a call beyond that limit is answered RESOURCE_EXHAUSTED (HTTP
+    # 429) rather than left queueing in Envoy.
+    sidecar = host_port(settings.host, settings.sidecar_port)
+    return _listener(settings, sidecar, health_servicer, 2 * settings.max_concurrent_rpcs)
 
 
 def cannot_listen(address: str) -> str:
