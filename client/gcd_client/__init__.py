@@ -15,7 +15,8 @@ again, so a scale-up or a rolling update reaches it within about that long.
 
 Everything a client of another language needs is in this file too: SERVICE_CONFIG is the JSON
 it takes as its default service config, TARGET the name to dial, DEADLINE_SECONDS each call's
-deadline, KEEPALIVE_OPTIONS the channel arguments (docs/deploy.md shows them for other languages).
+deadline, KEEPALIVE_OPTIONS and DNS_OPTIONS the channel arguments (docs/deploy.md shows them for
+other languages).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 # grpc resolves the name again when a connection ends, but by default not within 30 s of the
-# last resolution; cluster DNS answers headless names with a 5 s TTL.
+# last resolution; CoreDNS answers cluster names with a 5 s TTL by default (k3s keeps it;
+# kubeadm's Corefile sets 30 s).
 DNS_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.dns_min_time_between_resolutions_ms", 5_000),)
 
 
