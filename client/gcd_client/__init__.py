@@ -82,7 +82,8 @@ class GCDClient:
         self.stub = gcd_pb2_grpc.GCDServiceStub(channel)
 
     def compute(self, a: int, b: int, timeout: float = DEADLINE_SECONDS) -> int:
-        """The greatest common divisor of a and b (uint64 each); grpc.RpcError on failure."""
+        """The greatest common divisor of a and b; ValueError (or TypeError) for an operand that
+        is not a uint64, as protobuf refuses it; grpc.RpcError if the call fails."""
         response: gcd_pb2.ComputeResponse = self.stub.Compute(gcd_pb2.ComputeRequest(a=a, b=b), timeout=timeout)
         return response.result
 
