@@ -4,7 +4,7 @@ headers never end) and a rapid reset (streams opened and cancelled at once, CVE-
 from several connections at once (as many as the server takes, for the rapid reset), as fast as
 this machine sends them. During each, the server's
 resident memory stays under its container's limit, where the kernel would kill it; after each,
-both its ports answer health Check."""
+both its ports answer health Check again within seconds."""
 
 import socket
 import struct
@@ -26,13 +26,14 @@ from gcd_testing.proc import resident_bytes
 
 from deployment import KUBECTL, container, render
 from figures import record_figure
-from processes import running_server
+from processes import running_server, wait_until
 
 pytestmark = [
     pytest.mark.faults,
     pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed"),
 ]
 ATTACK_SECONDS = 4.0
+RECOVERY_SECONDS = 10.0
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HEADERS, RST_STREAM, SETTINGS, CONTINUATION = 0x1, 0x3, 0x4, 0x9
 END_HEADERS, ACK = 0x4, 0x1
@@ -120,7 +121,10 @@ def peak_resident(pid: int) -> Iterator[list[int]]:
 def serving(port: int) -> bool:
     with grpc.insecure_channel(f"{LOOPBACK}:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
         request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
-        reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=5)
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=2)
+        except grpc.RpcError:
+            return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
@@ -146,12 +150,13 @@ def test_a_flood_of_frames_to_the_servers_port_stays_within_its_memory_limit(
                 thread.start()
             for thread in threads:
                 thread.join(ATTACK_SECONDS + 5)
-        after = serving(port) and serving(sidecar)
+        # The cancelled streams hold RPC slots for a moment after the attack: the main port's own
+        # clients may get RESOURCE_EXHAUSTED until they are freed.
+        recovered = wait_until(lambda: serving(port) and serving(sidecar), RECOVERY_SECONDS, "both ports serving")
     limit = memory_limit_bytes()
     record_figure(
         f"{attack} from {connections} connections to the server's port for {ATTACK_SECONDS:.0f} s: its peak "
-        f"resident memory (MiB; limit {limit / 2**20:.0f}), both ports serving after",
-        f"{peak[0] / 2**20:.0f}, {after}",
+        f"resident memory (MiB; limit {limit / 2**20:.0f}), both ports serving again after (s)",
+        f"{peak[0] / 2**20:.0f}, {recovered:.1f}",
     )
     assert peak[0] < limit
-    assert after
