@@ -126,5 +126,12 @@ def container(manifests: list[Manifest], name: str) -> Manifest:
     return match
 
 
+def memory_limit_bytes(manifests: list[Manifest], name: str) -> int:
+    """The memory limit of the container name, in bytes (the manifests write it in Mi)."""
+    limit: str = container(manifests, name)["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi"), limit
+    return int(limit.removesuffix("Mi")) * 2**20
+
+
 def flag_value(args: list[str], flag: str) -> str:
     return args[args.index(flag) + 1]

@@ -187,13 +187,13 @@ def local_envoy_config(ports: Ports) -> Config:
 
 
 @contextmanager
-def envoy_alone(config: Config, ports: Ports, log_dir: Path) -> Iterator[None]:
-    """Envoy by itself with config (for upstream ports.sidecar), until its admin reports ready."""
+def envoy_alone(config: Config, ports: Ports, log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Envoy by itself with config (for upstream ports.sidecar), once its admin reports ready."""
     path = log_dir / "envoy.yaml"
     path.write_text(yaml.safe_dump(config))
     with running(envoy_command(path), log_dir, "envoy") as process:
         wait_for_start(process, lambda: envoy_is_live(abstract_admin_socket(ports)), log_dir, "envoy")
-        yield
+        yield process
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from gcd_stack.envoy_config import LOOPBACK
 from gcd_testing.ports import free_port
 from gcd_testing.proc import resident_bytes
 
-from deployment import KUBECTL, container, render
+from deployment import KUBECTL, memory_limit_bytes, render
 from figures import record_figure
 from processes import running_server, wait_until
 
@@ -128,12 +128,6 @@ def serving(port: int) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def memory_limit_bytes() -> int:
-    limit: str = container(render("pi"), "server")["resources"]["limits"]["memory"]
-    assert limit.endswith("Mi"), limit
-    return int(limit.removesuffix("Mi")) * 2**20
-
-
 @pytest.mark.parametrize(
     ("attack", "writes", "connections"),
     [("CONTINUATION flood", endless_headers, 8), ("rapid reset", rapid_resets, MAX_CONNECTIONS)],
@@ -153,7 +147,7 @@ def test_a_flood_of_frames_to_the_servers_port_stays_within_its_memory_limit(
         # The cancelled streams hold RPC slots for a moment after the attack: the main port's own
         # clients may get RESOURCE_EXHAUSTED until they are freed.
         recovered = wait_until(lambda: serving(port) and serving(sidecar), RECOVERY_SECONDS, "both ports serving")
-    limit = memory_limit_bytes()
+    limit = memory_limit_bytes(render("pi"), "server")
     record_figure(
         f"{attack} from {connections} connections to the server's port for {ATTACK_SECONDS:.0f} s: its peak "
         f"resident memory (MiB; limit {limit / 2**20:.0f}), both ports serving again after (s)",

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import grpc
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -44,6 +45,8 @@ from gcd_stack.envoy_config import (
     abstract_admin_socket,
     connection_limit,
     connection_manager,
+    file_routes,
+    installed_file,
     packaged_config,
     route_named,
 )
@@ -56,6 +59,7 @@ from gcd_testing.stats import percentile
 from gcd_testing.tool_output import parse_h2load
 
 from clients import COMPUTE, grpc_web_headers, http_request, http_request_bytes, open_connections
+from deployment import KUBECTL, memory_limit_bytes, render
 from figures import record_figure
 from processes import (
     HEALTH_PATH,
@@ -81,6 +85,11 @@ SAMPLES = 30
 STALLED_CALLS = 8
 # Enough for every connection of the burst to have all its streams in flight at once.
 BURST_CALLS = 20_000
+# Clients that never read a large answer: enough to take an Envoy that keeps every copy past its
+# limit (205 MiB measured), a tenth of what the port takes.
+UNREAD_CONNECTIONS = 20
+UNREAD_STREAMS = 4
+UNREAD_SAMPLES = 20
 # Generous for a loaded 2-core machine; an unloaded call takes about a millisecond.
 HEALTHY_P99_SECONDS = 0.5
 
@@ -467,6 +476,46 @@ def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budg
     )
     assert parse_h2load(burst.stdout).status_2xx > 0, burst.stdout + burst.stderr
     assert heap < budget
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")
+def test_unread_answers_of_the_largest_file_keep_envoy_under_its_memory_limit(tmp_path: Path) -> None:
+    """HTTP/2 streams for the largest file Envoy serves itself, from clients that open a
+    flow-control window of 0 and so never take a byte: each answer holds its own copy of the
+    file in Envoy until Envoy resets the streams holding the most."""
+    path, size = max(
+        (
+            (route["match"]["path"], installed_file(route["direct_response"]["body"]["filename"]).stat().st_size)
+            for route in file_routes(packaged_config()).values()
+        ),
+        key=lambda each: each[1],
+    )
+    limit = memory_limit_bytes(render("pi"), "envoy")
+    with running_server(tmp_path) as (server_port, _):
+        ports = dataclasses.replace(free_ports(), sidecar=server_port)
+        with envoy_alone(local_envoy_config(ports), ports, tmp_path) as envoy, ExitStack() as held:
+            pid = envoy.pid
+            peak = resident_bytes(pid)
+            for _ in range(UNREAD_CONNECTIONS):
+                connection = held.enter_context(socket.create_connection((LOOPBACK, ports.envoy)))
+                client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+                client.local_settings = h2.settings.Settings(
+                    client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+                )
+                client.initiate_connection()
+                for _ in range(UNREAD_STREAMS):
+                    headers = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd"), (":path", path)]
+                    client.send_headers(client.get_next_available_stream_id(), headers, end_stream=True)
+                connection.sendall(client.data_to_send())
+            for _ in range(UNREAD_SAMPLES):
+                time.sleep(0.25)
+                peak = max(peak, resident_bytes(pid))
+    record_figure(
+        f"{UNREAD_CONNECTIONS} HTTP/2 connections of {UNREAD_STREAMS} streams for {path} ({size / 2**20:.1f} MB) that "
+        f"never read: Envoy's peak resident memory (MiB; limit {limit / 2**20:.0f})",
+        f"{peak / 2**20:.0f}",
+    )
+    assert peak < limit
 
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
