@@ -37,6 +37,12 @@ def call_in_a_loop(
         stop.wait(pause)
 
 
+def plain_compute(channel: grpc.Channel) -> Callable[[int, int], int]:
+    """Compute on channel with a 5 s deadline, as a client with no service config calls it."""
+    stub = gcd_pb2_grpc.GCDServiceStub(channel)
+    return lambda a, b: stub.Compute(gcd_pb2.ComputeRequest(a=a, b=b), timeout=5).result
+
+
 def main() -> None:
     target, kind, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
     stop = threading.Event()
@@ -52,10 +58,7 @@ def main() -> None:
             call_in_a_loop(client.compute, pause, stop, outcomes)
     else:
         with grpc.insecure_channel(target) as channel:
-            stub = gcd_pb2_grpc.GCDServiceStub(channel)
-            call_in_a_loop(
-                lambda a, b: stub.Compute(gcd_pb2.ComputeRequest(a=a, b=b), timeout=5).result, pause, stop, outcomes
-            )
+            call_in_a_loop(plain_compute(channel), pause, stop, outcomes)
     print(json.dumps(outcomes))
 
 

@@ -21,9 +21,8 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
 
-from gcd_client import TARGET
+from gcd_client import HEADLESS_SERVICE
 from gcd_testing.ports import free_port
 
 from cluster_dns import ClusterDNS
@@ -34,7 +33,6 @@ from service_proxy import ServiceProxy
 # From a pod's readiness or deletion to the last proxy and DNS answer that has not seen it.
 ENDPOINT_PROPAGATION_SECONDS = 2.0
 READY_TIMEOUT_SECONDS = 20.0
-HEADLESS_NAME = urlsplit(TARGET).path.lstrip("/").rsplit(":", 1)[0]
 
 
 class Cluster:
@@ -46,7 +44,7 @@ class Cluster:
         # Each with a source address of its own, so that a pod's log tells whose connection it is.
         self.node_port = ServiceProxy(ENDPOINT_PROPAGATION_SECONDS, source="127.0.0.2")
         self.cluster_ip = ServiceProxy(ENDPOINT_PROPAGATION_SECONDS, source="127.0.0.3")
-        self.dns = ClusterDNS(HEADLESS_NAME, ENDPOINT_PROPAGATION_SECONDS)
+        self.dns = ClusterDNS(HEADLESS_SERVICE, ENDPOINT_PROPAGATION_SECONDS)
         # Every pod's gRPC port, as the headless Service's records carry no port.
         self.pod_grpc_port = free_port()
         self.pod_ips: dict[str, ServiceProxy] = {}

@@ -5,7 +5,6 @@ wire (dnslib), so gRPC's own resolver (c-ares) asks it as it would ask the clust
 
 from __future__ import annotations
 
-import threading
 from types import TracebackType
 from typing import Any
 
@@ -13,6 +12,8 @@ from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from gcd_stack.envoy_config import LOOPBACK
+
+from service_proxy import after_propagation
 
 TTL_SECONDS = 5
 
@@ -52,12 +53,7 @@ class ClusterDNS(BaseResolver):  # type: ignore[misc]
         def apply() -> None:
             self._addresses = listed
 
-        if at_once:
-            apply()
-        else:
-            timer = threading.Timer(self.propagation_seconds, apply)
-            timer.daemon = True
-            timer.start()
+        after_propagation(0 if at_once else self.propagation_seconds, apply)
 
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
         self.queries += 1

@@ -29,11 +29,10 @@ from pathlib import Path
 
 import grpc
 
-from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MAX_CONNECTION_AGE_GRACE_MS, MAX_CONNECTION_AGE_MS
 from gcd_stack.envoy_config import LOOPBACK
 
-from caller import call_in_a_loop
+from caller import call_in_a_loop, plain_compute
 from cluster import Cluster
 from figures import record_figure
 from pods import Pod
@@ -80,10 +79,7 @@ def rest_client(port: int, pause: float, stop: threading.Event, outcomes: Counte
 def grpc_client(port: int, pause: float, stop: threading.Event, outcomes: Counter[str]) -> None:
     """One long-lived gRPC channel through Envoy's port, as the NodePort offers it."""
     with grpc.insecure_channel(f"{LOOPBACK}:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
-        stub = gcd_pb2_grpc.GCDServiceStub(channel)
-        call_in_a_loop(
-            lambda a, b: stub.Compute(gcd_pb2.ComputeRequest(a=a, b=b), timeout=5).result, pause, stop, outcomes
-        )
+        call_in_a_loop(plain_compute(channel), pause, stop, outcomes)
 
 
 Client = Callable[[int, float, threading.Event, Counter[str]], None]

@@ -63,6 +63,16 @@ class RequestCounter:
         return calls
 
 
+def after_propagation(seconds: float, apply: Callable[[], None]) -> None:
+    """apply() seconds from now (at once for 0), as a change of endpoints reaches a node."""
+    if not seconds:
+        apply()
+        return
+    timer = threading.Timer(seconds, apply)
+    timer.daemon = True
+    timer.start()
+
+
 class ServiceProxy:
     def __init__(
         self, propagation_seconds: float, address: str = LOOPBACK, port: int = 0, source: str | None = None
@@ -116,10 +126,7 @@ class ServiceProxy:
         def apply() -> None:
             self._endpoints = endpoints
 
-        if at_once:
-            apply()
-        else:
-            self._loop.call_soon_threadsafe(self._loop.call_later, self.propagation_seconds, apply)
+        after_propagation(0 if at_once else self.propagation_seconds, apply)
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         endpoints = self._endpoints

@@ -10,13 +10,12 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import grpc
 import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
-from gcd_client import DEADLINE_SECONDS, KEEPALIVE_OPTIONS, SERVICE_CONFIG, TARGET, connect
+from gcd_client import DEADLINE_SECONDS, HEADLESS_SERVICE, KEEPALIVE_OPTIONS, PORT, SERVICE_CONFIG, TARGET, connect
 from gcd_server.app import MIN_CLIENT_PING_INTERVAL_MS
 from gcd_stack.envoy_config import LOOPBACK
 from gcd_stack.processes import default_ports
@@ -63,15 +62,14 @@ def serving(servicer: Servicer) -> Iterator[str]:
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl with built-in kustomize is not installed")
 def test_the_target_is_the_headless_service_of_the_servers_grpc_port() -> None:
     manifests = render("pi")
-    host, port = urlsplit(TARGET).path.lstrip("/").rsplit(":", 1)
-    name, namespace = host.split(".")[:2]
+    name, namespace = HEADLESS_SERVICE.split(".")[:2]
     service = find(manifests, "Service", name)
-    assert host == f"{name}.{namespace}.svc.cluster.local"
+    assert f"dns:///{name}.{namespace}.svc.cluster.local:{PORT}" == TARGET
     assert service["metadata"]["namespace"] == namespace
     assert service["spec"]["clusterIP"] == "None"
-    assert [(each["port"], each["targetPort"]) for each in service["spec"]["ports"]] == [(int(port), int(port))]
-    assert int(port) == default_ports().grpc
-    assert int(port) in [each["containerPort"] for each in container(manifests, "server")["ports"]]
+    assert [(each["port"], each["targetPort"]) for each in service["spec"]["ports"]] == [(PORT, PORT)]
+    assert default_ports().grpc == PORT
+    assert PORT in [each["containerPort"] for each in container(manifests, "server")["ports"]]
 
 
 def test_keepalive_pings_no_more_often_than_the_server_accepts() -> None:

@@ -12,7 +12,14 @@ import pytest
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import MAX_CONNECTION_AGE_MS, MIN_CLIENT_PING_INTERVAL_MS
-from gcd_stack.envoy_config import cluster, connection_limit, connection_manager, http_filter, packaged_config
+from gcd_stack.envoy_config import (
+    cluster,
+    connection_limit,
+    connection_manager,
+    http_filter,
+    packaged_config,
+    resource_monitor,
+)
 from gcd_stack.ports import Ports
 from gcd_testing.ports import free_ports
 from gcd_testing.stats import percentile
@@ -124,9 +131,8 @@ def test_burst_of_idle_connections_does_not_starve_others(stack_ports: Ports) ->
 
 def test_connection_limit_and_heap_limit_are_set() -> None:
     config = packaged_config()
-    monitors = {monitor["name"]: monitor["typed_config"] for monitor in config["overload_manager"]["resource_monitors"]}
-    connections = monitors["envoy.resource_monitors.global_downstream_max_connections"]
+    connections = resource_monitor(config, "envoy.resource_monitors.global_downstream_max_connections")
     assert connection_limit(config) < connections["max_active_downstream_connections"]
-    heap = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
+    heap = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
     assert heap <= 64 * 2**20, "Envoy's heap must stay well under the pod's 128 MiB memory limit"
     assert http_filter(config, "envoy.filters.http.grpc_json_transcoder")["max_request_body_size"] <= 4096

@@ -14,13 +14,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hpack import Encoder
 
-from gcd_server.app import MAX_CONNECTIONS, SERVICE_NAME
+from gcd_server.app import MAX_CONNECTIONS
 from gcd_stack.envoy_config import LOOPBACK
+from gcd_stack.processes import server_is_serving
 from gcd_testing.ports import free_port
 from gcd_testing.proc import resident_bytes
 
@@ -118,16 +117,6 @@ def peak_resident(pid: int) -> Iterator[list[int]]:
         sampler.join()
 
 
-def serving(port: int) -> bool:
-    with grpc.insecure_channel(f"{LOOPBACK}:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
-        request = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=2)
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 @pytest.mark.parametrize(
     ("attack", "writes", "connections"),
     [("CONTINUATION flood", endless_headers, 8), ("rapid reset", rapid_resets, MAX_CONNECTIONS)],
@@ -146,7 +135,9 @@ def test_a_flood_of_frames_to_the_servers_port_stays_within_its_memory_limit(
                 thread.join(ATTACK_SECONDS + 5)
         # The cancelled streams hold RPC slots for a moment after the attack: the main port's own
         # clients may get RESOURCE_EXHAUSTED until they are freed.
-        recovered = wait_until(lambda: serving(port) and serving(sidecar), RECOVERY_SECONDS, "both ports serving")
+        recovered = wait_until(
+            lambda: server_is_serving(port) and server_is_serving(sidecar), RECOVERY_SECONDS, "both ports serving"
+        )
     limit = memory_limit_bytes(render("pi"), "server")
     record_figure(
         f"{attack} from {connections} connections to the server's port for {ATTACK_SECONDS:.0f} s: its peak "

@@ -48,6 +48,7 @@ from gcd_stack.envoy_config import (
     file_routes,
     installed_file,
     packaged_config,
+    resource_monitor,
     route_named,
 )
 from gcd_stack.ports import Ports
@@ -449,8 +450,7 @@ def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budg
     config = packaged_config()
     connections = connection_limit(config)
     streams = connection_manager(config)["http2_protocol_options"]["max_concurrent_streams"]
-    monitors = {monitor["name"]: monitor["typed_config"] for monitor in config["overload_manager"]["resource_monitors"]}
-    budget = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
+    budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
     body = tmp_path / "compute.bin"
     body.write_bytes(grpc_frame(gcd_pb2.ComputeRequest(a=12, b=18).SerializeToString()))
     with running_server(tmp_path) as (server_port, _):

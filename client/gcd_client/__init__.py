@@ -31,7 +31,9 @@ import grpc
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 
 # The headless Service of the gRPC port, in the namespace the pi overlay deploys to.
-TARGET = "dns:///gcd-grpc.gcd.svc.cluster.local:3000"
+HEADLESS_SERVICE = "gcd-grpc.gcd.svc.cluster.local"
+PORT = 3000
+TARGET = f"dns:///{HEADLESS_SERVICE}:{PORT}"
 
 SERVICE_CONFIG: dict[str, Any] = {
     # One connection per pod the name lists, and calls in turn over the ready ones.

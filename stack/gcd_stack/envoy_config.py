@@ -106,6 +106,13 @@ def connection_manager(config: Config, listener: str = LISTENER) -> Config:
     return _network_filter(config, listener, CONNECTION_MANAGER)
 
 
+def resource_monitor(config: Config, name: str) -> Config:
+    """The typed_config of one of the overload manager's resource monitors, by name."""
+    monitors = config["overload_manager"]["resource_monitors"]
+    typed_config: Config = next(monitor for monitor in monitors if monitor["name"] == name)["typed_config"]
+    return typed_config
+
+
 def connection_limit(config: Config, listener: str = LISTENER) -> int:
     """The most client connections a listener keeps open at once (its connection_limit filter)."""
     limit: int = _network_filter(config, listener, CONNECTION_LIMIT)["max_connections"]
