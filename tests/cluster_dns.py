@@ -13,7 +13,7 @@ from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from gcd_stack.envoy_config import LOOPBACK
 
-from service_proxy import after_propagation
+from service_proxy import Listing
 
 TTL_SECONDS = 5
 
@@ -21,8 +21,7 @@ TTL_SECONDS = 5
 class ClusterDNS(BaseResolver):  # type: ignore[misc]
     def __init__(self, name: str, propagation_seconds: float) -> None:
         self.name = name
-        self.propagation_seconds = propagation_seconds
-        self._addresses: list[str] = []
+        self._addresses: Listing[list[str]] = Listing(propagation_seconds, [])
         self.queries = 0
         # Quiet: the tests count queries instead.
         self._server = DNSServer(self, address=LOOPBACK, port=0, logger=DNSLogger(logf=lambda _: None))
@@ -47,13 +46,8 @@ class ClusterDNS(BaseResolver):  # type: ignore[misc]
         self._server.server.server_close()
 
     def set_addresses(self, addresses: list[str], *, at_once: bool = False) -> None:
-        """The ready pods' addresses, answered from propagation_seconds on, or at once."""
-        listed = list(addresses)
-
-        def apply() -> None:
-            self._addresses = listed
-
-        after_propagation(0 if at_once else self.propagation_seconds, apply)
+        """The ready pods' addresses, answered from the propagation delay on, or at once."""
+        self._addresses.change(list(addresses), at_once=at_once)
 
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
         self.queries += 1
@@ -61,6 +55,6 @@ class ClusterDNS(BaseResolver):  # type: ignore[misc]
         if str(request.q.qname).rstrip(".") != self.name:
             reply.header.rcode = RCODE.NXDOMAIN
         elif request.q.qtype == QTYPE.A:
-            for address in self._addresses:
+            for address in self._addresses.current:
                 reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(address), ttl=TTL_SECONDS))
         return reply

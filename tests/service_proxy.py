@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
+from typing import Generic, TypeVar
 
 from gcd_stack.envoy_config import LOOPBACK
 
@@ -33,6 +34,8 @@ _CHUNK_BYTES = 65536
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _FRAME_HEADER_BYTES = 9
 _HEADERS_FRAME = 0x1
+
+Listed = TypeVar("Listed")
 
 
 class RequestCounter:
@@ -63,26 +66,44 @@ class RequestCounter:
         return calls
 
 
-def after_propagation(seconds: float, apply: Callable[[], None]) -> None:
-    """apply() seconds from now (at once for 0), as a change of endpoints reaches a node."""
-    if not seconds:
-        apply()
-        return
-    timer = threading.Timer(seconds, apply)
-    timer.daemon = True
-    timer.start()
+class Listing(Generic[Listed]):
+    """What a Service lists, as one node sees it: each change lands propagation_seconds after it
+    is made (at once for 0), and in the order the changes were made. A rollout lists a new pod
+    and delists an old one in the same instant; their two timers may fire in either order, and
+    the older change must not land last, or the deleted pod would stay listed for good."""
+
+    def __init__(self, propagation_seconds: float, initial: Listed) -> None:
+        self.propagation_seconds = propagation_seconds
+        self.current = initial
+        self._made = itertools.count(1)
+        self._landed = 0
+        self._lock = threading.Lock()
+
+    def change(self, listed: Listed, *, at_once: bool = False) -> None:
+        made = next(self._made)
+
+        def land() -> None:
+            with self._lock:
+                if made > self._landed:
+                    self._landed, self.current = made, listed
+
+        if at_once or not self.propagation_seconds:
+            land()
+            return
+        timer = threading.Timer(self.propagation_seconds, land)
+        timer.daemon = True
+        timer.start()
 
 
 class ServiceProxy:
     def __init__(
         self, propagation_seconds: float, address: str = LOOPBACK, port: int = 0, source: str | None = None
     ) -> None:
-        self.propagation_seconds = propagation_seconds
         self.address = address
         self._port = port
         # The address the endpoints see connections come from (kube-proxy's SNAT, a pod's IP).
         self._source = (source, 0) if source else None
-        self._endpoints: list[int] = []
+        self._endpoints: Listing[list[int]] = Listing(propagation_seconds, [])
         self._turn = itertools.count()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -119,17 +140,12 @@ class ServiceProxy:
         return port
 
     def set_endpoints(self, ports: list[int], *, at_once: bool = False) -> None:
-        """The endpoints new connections may go to (the EndpointSlice's ready ones), from
-        propagation_seconds on, or at once."""
-        endpoints = list(ports)
-
-        def apply() -> None:
-            self._endpoints = endpoints
-
-        after_propagation(0 if at_once else self.propagation_seconds, apply)
+        """The endpoints new connections may go to (the EndpointSlice's ready ones), from the
+        propagation delay on, or at once."""
+        self._endpoints.change(list(ports), at_once=at_once)
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        endpoints = self._endpoints
+        endpoints = self._endpoints.current
         if not endpoints:
             client_writer.close()
             return
