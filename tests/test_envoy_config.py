@@ -12,12 +12,15 @@ from gcd_server.settings import DEFAULT_METRICS_PORT, DEFAULT_PORT
 from gcd_stack.envoy_config import (
     ADMIN_CLUSTER,
     CLUSTER,
+    FILES_CLUSTER,
+    FILES_LISTENER,
     HEALTH_CHECK_FILTER,
     PROBES_LISTENER,
     TRANSCODER,
     admin_socket,
     cluster,
     connection_manager,
+    endpoint,
     file_routes,
     http_filter,
     local_config,
@@ -82,9 +85,20 @@ def test_the_public_port_forwards_grpc_and_grpc_web_for_the_service_alone() -> N
 def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_api() -> None:
     config = packaged_config()
     targets = {(route["match"].get("path"), route["route"]["cluster"]) for route in forwarding_routes(config)}
-    assert targets == {(None, CLUSTER), ("/stats/prometheus", ADMIN_CLUSTER)}
-    admin_endpoint = cluster(config, ADMIN_CLUSTER)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    assert admin_endpoint["address"] == config["admin"]["address"]
+    assert targets == {(None, CLUSTER), (None, FILES_CLUSTER), ("/stats/prometheus", ADMIN_CLUSTER)}
+    assert endpoint(config, ADMIN_CLUSTER)["address"] == config["admin"]["address"]
+
+
+def test_the_public_port_passes_the_file_paths_and_no_other_to_the_files_listener() -> None:
+    """The files route's regex is a copy of the files listener's paths."""
+    config = packaged_config()
+    pattern = re.compile(route_named(config, "files")["match"]["safe_regex"]["regex"])
+    for path in file_routes(config):
+        assert pattern.fullmatch(path), path
+    for path in ("/docs/nowhere", "/docs/index.html", "/docs/../etc/passwd", "/openapi.jsonx", "/gcd/12/18"):
+        assert not pattern.fullmatch(path), path
+    internal = {"envoy_internal_address": {"server_listener_name": FILES_LISTENER}}
+    assert endpoint(config, FILES_CLUSTER)["address"] == internal
 
 
 def test_the_stack_changes_only_ports_addresses_admin_socket_and_descriptor_path() -> None:

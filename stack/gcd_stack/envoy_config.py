@@ -20,6 +20,9 @@ LOOPBACK = "127.0.0.1"
 LISTENER = "gcd_http"
 METRICS_LISTENER = "metrics"
 PROBES_LISTENER = "probes"
+# The internal listener that answers the public port's files, and the cluster that reaches it.
+FILES_LISTENER = "files"
+FILES_CLUSTER = "files"
 CLUSTER = "gcd_server"
 ADMIN_CLUSTER = "envoy_admin"
 CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
@@ -84,14 +87,14 @@ def cluster(config: Config, name: str = CLUSTER) -> Config:
     return found
 
 
-def _endpoint(config: Config, cluster_name: str) -> Config:
+def endpoint(config: Config, cluster_name: str) -> Config:
     """The one endpoint of a cluster."""
-    endpoint: Config = cluster(config, cluster_name)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    return endpoint
+    found: Config = cluster(config, cluster_name)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    return found
 
 
 def _upstream(config: Config, cluster_name: str = CLUSTER) -> Config:
-    return _socket_address(_endpoint(config, cluster_name))
+    return _socket_address(endpoint(config, cluster_name))
 
 
 def _network_filter(config: Config, listener: str, name: str) -> Config:
@@ -132,9 +135,9 @@ def stat_prefix(config: Config) -> str:
     return prefix
 
 
-def _virtual_host(config: Config) -> Config:
-    """The REST/gRPC listener's one virtual host."""
-    host: Config = connection_manager(config)["route_config"]["virtual_hosts"][0]
+def _virtual_host(config: Config, listener: str = LISTENER) -> Config:
+    """A listener's one virtual host (the REST/gRPC listener's by default)."""
+    host: Config = connection_manager(config, listener)["route_config"]["virtual_hosts"][0]
     return host
 
 
@@ -152,8 +155,8 @@ def cors_policy(config: Config) -> Config:
     return cors_routes(config)["rest"]
 
 
-def routes(config: Config) -> list[Config]:
-    found: list[Config] = _virtual_host(config)["routes"]
+def routes(config: Config, listener: str = LISTENER) -> list[Config]:
+    found: list[Config] = _virtual_host(config, listener)["routes"]
     return found
 
 
@@ -167,7 +170,7 @@ def file_routes(config: Config) -> dict[str, Config]:
     """The routes that answer with a file, by path: the OpenAPI document and the /docs page."""
     return {
         route["match"]["path"]: route
-        for route in routes(config)
+        for route in routes(config, FILES_LISTENER)
         if "filename" in route.get("direct_response", {}).get("body", {})
     }
 
@@ -181,7 +184,7 @@ def health_path(config: Config) -> str:
 
 def _admin_pipes(config: Config) -> list[Config]:
     """The admin API's unix socket, as the admin server and the cluster that scrapes it name it."""
-    return [config["admin"]["address"]["pipe"], _endpoint(config, ADMIN_CLUSTER)["address"]["pipe"]]
+    return [config["admin"]["address"]["pipe"], endpoint(config, ADMIN_CLUSTER)["address"]["pipe"]]
 
 
 def admin_socket(config: Config) -> str:
