@@ -17,6 +17,7 @@ import sysconfig
 import tarfile
 import urllib.request
 from pathlib import Path
+from types import ModuleType
 
 import google.api.annotations_pb2
 import grpc_tools
@@ -82,14 +83,20 @@ def compile_api(out_dir: Path, version: str) -> None:
     (out_dir / "gcd" / "py.typed").touch()
 
 
+def proto_module(name: str) -> ModuleType:
+    """One of proto/'s build scripts, which are not part of any package."""
+    spec = importlib.util.spec_from_file_location(name, PROTO_DIR / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_openapi(out_dir: Path, version: str) -> None:
     """OpenAPI for the REST face, from the descriptor set compile_api has just written."""
-    spec = importlib.util.spec_from_file_location("openapi", PROTO_DIR / "openapi.py")
-    assert spec is not None and spec.loader is not None
-    openapi = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(openapi)
     descriptors = descriptor_pb2.FileDescriptorSet.FromString((out_dir / DESCRIPTOR_SET).read_bytes())
-    document = openapi.openapi_document(descriptors, title="gcd-service", version=version)
+    errors = proto_module("errors").openapi_descriptions()
+    document = proto_module("openapi").openapi_document(descriptors, "gcd-service", version, errors)
     (out_dir / OPENAPI).write_text(json.dumps(document, indent=1) + "\n")
 
 

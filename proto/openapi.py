@@ -3,12 +3,12 @@
 Called by the build (setup.py) on the descriptor set it has just compiled, so the document
 cannot drift from proto/: it names each annotated method's path and verb, its path parameters
 with their proto3 JSON types, its answer, and the google.rpc.Status body of every error the
-Envoy in front can answer with. A binding it does not describe (a body, query parameters, custom
+Envoy in front can answer with (proto/errors.py). A binding it does not describe (a body, query parameters, custom
 verbs other than HEAD, {name=...} templates) stops the build with its name, rather than leave a
 method out of the document or describe it wrongly.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.api import annotations_pb2
@@ -26,18 +26,6 @@ _JSON_TYPES: dict[int, dict[str, Any]] = {
     FieldType.TYPE_INT32: {"type": "integer", "format": "int32"},
     FieldType.TYPE_BOOL: {"type": "boolean"},
     FieldType.TYPE_STRING: {"type": "string"},
-}
-# What Envoy answers besides 200 (envoy/envoy.yaml), and the gRPC code each stands for.
-ERRORS = {
-    "400": "an operand that is not a decimal uint64, or a body that contradicts the path (code 3)",
-    "404": "no such path (code 5)",
-    "405": "a method other than GET or HEAD on a read-only path; Allow names them (code 12)",
-    "408": "request headers not complete within 10 s (code 4)",
-    "413": "a request body over 4 KiB (code 3)",
-    "429": "the server is at its limit of concurrent calls (code 8)",
-    "431": "request headers over 60 KiB (code 3)",
-    "503": "the server is down or restarting (code 14)",
-    "504": "the server did not answer in time (code 4)",
 }
 _STATUS = {
     "type": "object",
@@ -104,7 +92,11 @@ def _json_response(description: str, schema: str) -> dict[str, Any]:
     }
 
 
-def openapi_document(descriptors: descriptor_pb2.FileDescriptorSet, title: str, version: str) -> dict[str, Any]:
+def openapi_document(
+    descriptors: descriptor_pb2.FileDescriptorSet, title: str, version: str, errors: Mapping[str, str]
+) -> dict[str, Any]:
+    """The document; errors are the error responses every operation can get, by HTTP status
+    (proto/errors.py)."""
     messages = {
         f".{file.package}.{message.name}": message for file in descriptors.file for message in file.message_type
     }
@@ -141,7 +133,7 @@ def openapi_document(descriptors: descriptor_pb2.FileDescriptorSet, title: str, 
                         ],
                         "responses": {
                             "200": answer("the answer", response_name),
-                            **{status: answer(text, "google.rpc.Status") for status, text in ERRORS.items()},
+                            **{status: answer(text, "google.rpc.Status") for status, text in errors.items()},
                         },
                     }
     if refused:

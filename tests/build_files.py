@@ -1,5 +1,6 @@
 """The repository's build scripts as modules, for the tests that check what they make:
-setup.py (compile_api) and proto/openapi.py (the OpenAPI generator it calls)."""
+setup.py (compile_api), and proto/'s scripts it calls: openapi.py (the OpenAPI generator) and
+errors.py (the table of errors)."""
 
 import importlib.util
 import json
@@ -20,7 +21,8 @@ def load_module(name: str, path: Path) -> ModuleType:
 
 
 BUILD = load_module("gcd_build", REPO / "setup.py")
-OPENAPI = load_module("gcd_openapi", REPO / "proto" / "openapi.py")
+OPENAPI = BUILD.proto_module("openapi")
+ERRORS = BUILD.proto_module("errors")
 
 
 def api_paths(a: str = "12", b: str = "18") -> list[str]:

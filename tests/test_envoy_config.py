@@ -1,5 +1,6 @@
 """envoy/envoy.yaml: valid, and in agreement with the server it fronts and with what the stack runs."""
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -24,6 +25,7 @@ from gcd_stack.envoy_config import (
     file_routes,
     http_filter,
     local_config,
+    openapi_path,
     packaged_config,
     route_named,
     routes,
@@ -33,7 +35,7 @@ from gcd_stack.ports import Ports
 from gcd_stack.processes import default_ports, envoy_command
 from gcd_testing.ports import free_ports
 
-from build_files import OPENAPI, api_paths
+from build_files import ERRORS, api_paths
 from processes import REPO, envoy_alone, forwarding_routes, local_envoy_config
 
 
@@ -127,27 +129,42 @@ def test_the_stack_changes_only_ports_addresses_admin_socket_and_descriptor_path
     assert masked(local) == masked(original)
 
 
-def envoy_error_codes() -> dict[int, int]:
-    """HTTP status the client gets -> the google.rpc code Envoy's local_reply mappers give it (one
-    code each status)."""
-    mapped: dict[int, int] = {}
+def envoy_error_codes() -> tuple[dict[int, int], dict[int, int]]:
+    """What Envoy's local_reply mappers write into a REST client's body: the google.rpc code by
+    the HTTP status the client gets, and by the status class of any other reply."""
+    by_status: dict[int, int] = {}
+    by_class: dict[int, int] = {}
     for mapper in connection_manager(packaged_config())["local_reply_config"]["mappers"]:
-        status_filter = mapper["filter"]["and_filter"]["filters"][1]["status_code_filter"]["comparison"]
-        if status_filter["op"] == "EQ":
-            status = mapper.get("status_code", status_filter["value"]["default_value"])
-            code = mapper["body_format_override"]["json_format"]["code"]
-            assert mapped.setdefault(status, code) == code, f"HTTP {status} stands for two codes"
-    return mapped
+        comparison = mapper["filter"]["and_filter"]["filters"][1]["status_code_filter"]["comparison"]
+        status = mapper.get("status_code", comparison["value"]["default_value"])
+        code = mapper["body_format_override"]["json_format"]["code"]
+        mapped = by_status if comparison["op"] == "EQ" else by_class
+        key = status if comparison["op"] == "EQ" else status // 100
+        assert mapped.setdefault(key, code) == code, f"envoy/envoy.yaml: HTTP {status} stands for two codes"
+    return by_status, by_class
 
 
-def test_the_documented_errors_are_the_ones_envoy_maps() -> None:
-    """docs/api.md's error table and the OpenAPI document's error responses say, for every status
-    Envoy maps, the gRPC code its mapper writes into the body."""
-    table = (REPO / "docs" / "api.md").read_text()
-    documented = {int(status): int(code) for status, code in re.findall(r"^\| (\d{3}) \| (\d+)\b", table, re.M)}
-    assert documented == envoy_error_codes()
-    described = {int(status): int(re.findall(r"\(code (\d+)\)", text)[0]) for status, text in OPENAPI.ERRORS.items()}
-    assert described == envoy_error_codes()
+def test_envoys_replies_are_the_table_of_errors() -> None:
+    by_status, by_class = envoy_error_codes()
+    table = {reply.status: ERRORS.code_number(reply.code) for reply in ERRORS.REPLIES}
+    assert by_status == table, "envoy/envoy.yaml's local_reply_config mappers and proto/errors.py's REPLIES differ"
+    others = {status_class: ERRORS.code_number(code) for status_class, code in ERRORS.OTHER_REPLIES.items()}
+    assert by_class == others, "envoy/envoy.yaml's last two mappers and proto/errors.py's OTHER_REPLIES differ"
+
+
+def test_the_openapi_documents_errors_are_the_table_of_errors() -> None:
+    document = json.loads(openapi_path().read_text())
+    for path, operations in document["paths"].items():
+        for verb, operation in operations.items():
+            errors = {status: response["description"] for status, response in operation["responses"].items()}
+            errors.pop("200")
+            assert errors == ERRORS.openapi_descriptions(), f"{verb} {path}: rebuild (pip install .)"
+
+
+def test_the_api_guide_shows_the_table_of_errors() -> None:
+    assert ERRORS.markdown_table() in (REPO / "docs" / "api.md").read_text(), (
+        "docs/api.md: paste the output of python3 proto/errors.py over its table of errors"
+    )
 
 
 def test_the_405_route_covers_every_read_only_path_and_no_other() -> None:

@@ -20,6 +20,7 @@ from gcd_testing.prometheus import (
     wait_for_samples,
 )
 
+from build_files import ERRORS
 from deployment import find, render
 from figures import record_figure
 from monitoring import COMPONENT, DASHBOARD, RULES, Watched, alert_rules, dashboard_queries, drive, watched_stack
@@ -55,6 +56,14 @@ def test_each_alert_fires_when_it_should_and_not_otherwise() -> None:
     firing = {case["alertname"] for case in cases if case.get("exp_alerts")}
     quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
     assert firing == quiet == {rule["alert"] for rule in alert_rules()}
+
+
+def test_the_grpc_alert_counts_the_server_faults_of_the_table_of_errors() -> None:
+    (rule,) = [rule for rule in alert_rules() if rule["alert"] == "GcdGrpcServerErrors"]
+    (codes,) = re.findall(r'grpc_code=~"([^"]+)"', rule["expr"])
+    assert set(codes.split("|")) == {code.name for code in ERRORS.SERVER_FAULTS}, (
+        f"{RULES.relative_to(REPO)}'s GcdGrpcServerErrors and proto/errors.py's SERVER_FAULTS differ"
+    )
 
 
 def test_the_operators_rule_wraps_the_plain_rules_file() -> None:
