@@ -51,11 +51,12 @@ SWAGGER_UI_FILES = (
 )
 
 
-def proto_include_dirs() -> list[Path]:
+def proto_include_dirs(proto_dir: Path | None = None) -> list[Path]:
+    """Where protoc finds proto_dir's files (proto/ by default) and what they import."""
     # google/api/*.proto ship inside googleapis-common-protos, google/protobuf/*.proto inside grpc_tools.
     googleapis_root = Path(google.api.annotations_pb2.__file__).parents[2]
     well_known_root = Path(grpc_tools.__file__).parent / "_proto"
-    return [PROTO_DIR, googleapis_root, well_known_root]
+    return [proto_dir or PROTO_DIR, googleapis_root, well_known_root]
 
 
 def mypy_plugins() -> list[str]:
@@ -73,7 +74,8 @@ def mypy_plugins() -> list[str]:
 def compile_api(out_dir: Path, version: str) -> None:
     args = ["grpc_tools.protoc", *(f"-I{d}" for d in proto_include_dirs()), *mypy_plugins()]
     args += [f"--{kind}_out={out_dir}" for kind in ("python", "grpc_python", "mypy", "mypy_grpc")]
-    args += ["--include_imports", f"--descriptor_set_out={out_dir / DESCRIPTOR_SET}"]
+    # With the comments (source info): the OpenAPI document and buf's lint read them.
+    args += ["--include_imports", "--include_source_info", f"--descriptor_set_out={out_dir / DESCRIPTOR_SET}"]
     (out_dir / DESCRIPTOR_SET).parent.mkdir(parents=True, exist_ok=True)
     if protoc.main([*args, str(PROTO_DIR / API_PROTO)]) != 0:
         raise RuntimeError(f"protoc failed on {API_PROTO}")

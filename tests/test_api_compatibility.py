@@ -1,0 +1,92 @@
+"""The API keeps its promises to existing clients: buf lints the descriptor set the build made
+from proto/, and compares it with the last release's (proto/released.binpb, recorded by
+`python3 -m tox -e api-release`). buf runs in the repository, so that buf.yaml's rules apply."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+from grpc_tools import protoc
+
+from gcd_stack.envoy_config import descriptor_set_path
+
+from build_files import BUILD
+from processes import REPO
+
+BUF = shutil.which("buf")
+needs_buf = pytest.mark.skipif(BUF is None, reason="needs buf: npm install --global @bufbuild/buf (.ci/run does)")
+RELEASED = REPO / "proto" / "released.binpb"
+# What buf breaking exits with when it finds a breaking change.
+BREAKING = 100
+
+
+def buf(*args: str) -> subprocess.CompletedProcess[str]:
+    assert BUF is not None
+    return subprocess.run([BUF, *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def image(descriptor_set: Path) -> str:
+    """buf's name for a descriptor set (an image, to buf)."""
+    return f"{descriptor_set}#format=binpb"
+
+
+@needs_buf
+def test_buf_lint_passes_the_api() -> None:
+    # Only the API's own file: the imported google/ files follow rules of their own.
+    linted = buf("lint", image(descriptor_set_path()), "--path", BUILD.API_PROTO)
+    assert linted.returncode == 0, f"{BUILD.API_PROTO}: {linted.stdout}{linted.stderr}"
+
+
+@needs_buf
+def test_the_api_breaks_nothing_of_its_last_release() -> None:
+    compared = buf("breaking", image(descriptor_set_path()), "--against", image(RELEASED))
+    assert compared.returncode == 0, f"{BUILD.API_PROTO} breaks clients of the release: {compared.stdout}"
+
+
+@needs_buf
+@pytest.mark.parametrize(
+    ("change", "edit", "said"),
+    [
+        ("a field renumbered", ("uint64 b = 2;", "uint64 b = 3;"), 'Previously present field "2" with name "b"'),
+        ("a field renamed", ("uint64 b = 2;", "uint64 second = 2;"), 'changed name from "b" to "second"'),
+        ("an RPC renamed", ("rpc Compute(", "rpc Gcd("), 'Previously present RPC "Compute"'),
+    ],
+)
+def test_a_breaking_change_to_the_api_is_caught(tmp_path: Path, change: str, edit: tuple[str, str], said: str) -> None:
+    proto_dir = tmp_path / "proto"
+    shutil.copytree(BUILD.PROTO_DIR, proto_dir)
+    source = proto_dir / BUILD.API_PROTO
+    text = source.read_text()
+    assert edit[0] in text, f"{BUILD.API_PROTO} no longer has {edit[0]!r}: choose another edit"
+    source.write_text(text.replace(edit[0], edit[1]))
+    changed = tmp_path / "changed.binpb"
+    includes = [f"-I{directory}" for directory in BUILD.proto_include_dirs(proto_dir)]
+    assert protoc.main(["protoc", *includes, "--include_imports", f"--descriptor_set_out={changed}", str(source)]) == 0
+    compared = buf("breaking", image(changed), "--against", image(RELEASED))
+    assert compared.returncode == BREAKING, f"{change}: {compared.stdout}{compared.stderr}"
+    assert said in compared.stdout, compared.stdout
+
+
+def methods(descriptor_set: Path) -> dict[str, descriptor_pb2.MethodDescriptorProto]:
+    """Every RPC of the API's own files, by its full name."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+    return {
+        f"{file.package}.{service.name}/{method.name}": method
+        for file in files
+        if file.package.startswith("gcd.")
+        for service in file.service
+        for method in service.method
+    }
+
+
+def test_every_rest_path_of_the_last_release_is_still_served() -> None:
+    """buf breaking reads no google.api.http option, and a REST client depends on its path."""
+    current = methods(descriptor_set_path())
+    for name, released in methods(RELEASED).items():
+        assert name in current, f"{BUILD.API_PROTO}: {name} was released"
+        was = released.options.Extensions[annotations_pb2.http]
+        now = current[name].options.Extensions[annotations_pb2.http]
+        assert was == now, f"{BUILD.API_PROTO}: {name}'s HTTP bindings changed since the release"
