@@ -112,7 +112,7 @@ def pinned_server(port: int, metrics_port: int, sidecar_port: int = 0) -> list[s
 
 def pinned_envoy(config: Path) -> list[str]:
     """Envoy with config on CPU_REST, with as many workers as the pods give it."""
-    return pinned(CPU_REST, [*envoy_command(config), "--concurrency", pod_envoy_concurrency(), "--disable-hot-restart"])
+    return pinned(CPU_REST, [*envoy_command(config), "--disable-hot-restart"])
 
 
 def write_request_file(workdir: Path) -> None:

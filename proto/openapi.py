@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2
 FieldType = descriptor_pb2.FieldDescriptorProto
 
 # proto3 JSON writes 64-bit integers as decimal strings; path values are parsed the same way.
-_DECIMAL_64 = {"type": "string", "pattern": "^[0-9]+$", "example": "12"}
+_DECIMAL_64 = {"type": "string", "pattern": "^[0-9]+$"}
 _JSON_TYPES: dict[int, dict[str, Any]] = {
     FieldType.TYPE_UINT64: {**_DECIMAL_64, "format": "uint64"},
     FieldType.TYPE_FIXED64: {**_DECIMAL_64, "format": "uint64"},
@@ -79,10 +79,41 @@ def _unsupported(rule: Any, verb: str, template: str, request: descriptor_pb2.De
     return problems
 
 
-def _schema(message: descriptor_pb2.DescriptorProto) -> dict[str, Any]:
+def _described(schema: dict[str, Any], comment: str | None) -> dict[str, Any]:
+    return {**schema, "description": comment} if comment else schema
+
+
+def _schema(message: descriptor_pb2.DescriptorProto, comments: dict[int, str | None]) -> dict[str, Any]:
+    """The JSON schema of message; comments are its fields', by field index."""
     # always_print_primitive_fields (envoy/envoy.yaml): every field is present in answers.
-    properties = {field.json_name: _JSON_TYPES[field.type] for field in message.field}
+    properties = {
+        field.json_name: _described(_JSON_TYPES[field.type], comments[index])
+        for index, field in enumerate(message.field)
+    }
     return {"type": "object", "required": list(properties), "properties": properties}
+
+
+# Field numbers of descriptor.proto, which a comment's location path is made of.
+_SERVICE, _METHOD, _MESSAGE, _FIELD = 6, 2, 4, 2
+
+
+def _comments(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], str]:
+    """The leading comment of each element of file, by its location path (the build writes the
+    descriptor set with its source info)."""
+    return {
+        tuple(location.path): " ".join(location.leading_comments.split())
+        for location in file.source_code_info.location
+        if location.leading_comments.strip()
+    }
+
+
+def _summary(comment: str) -> str:
+    """A comment's first sentence."""
+    return comment.split(". ", 1)[0].rstrip(".") + "."
+
+
+def _path_parameter(field: descriptor_pb2.FieldDescriptorProto, comment: str | None) -> dict[str, Any]:
+    return _described({"name": field.name, "in": "path", "required": True, "schema": _JSON_TYPES[field.type]}, comment)
 
 
 def _json_response(description: str, schema: str) -> dict[str, Any]:
@@ -97,27 +128,34 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The document; errors are the error responses every operation can get, by HTTP status
     (proto/errors.py)."""
-    messages = {
-        f".{file.package}.{message.name}": message for file in descriptors.file for message in file.message_type
-    }
+    # Each message, with the comments of its fields by index.
+    messages: dict[str, tuple[descriptor_pb2.DescriptorProto, dict[int, str | None]]] = {}
+    for file in descriptors.file:
+        comments = _comments(file)
+        for index, message in enumerate(file.message_type):
+            field_comments = {n: comments.get((_MESSAGE, index, _FIELD, n)) for n in range(len(message.field))}
+            messages[f".{file.package}.{message.name}"] = (message, field_comments)
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"google.rpc.Status": _STATUS}
     refused = []
     for file in descriptors.file:
-        for service in file.service:
-            for method in service.method:
+        comments = _comments(file)
+        for service_index, service in enumerate(file.service):
+            for method_index, method in enumerate(service.method):
                 primary = method.options.Extensions[annotations_pb2.http]
                 if primary.WhichOneof("pattern") is None:
                     continue
-                request = messages[method.input_type]
-                fields = {field.name: field for field in request.field}
+                full_name = f"{file.package}.{service.name}/{method.name}"
+                comment = comments.get((_SERVICE, service_index, _METHOD, method_index))
+                request, request_comments = messages[method.input_type]
+                fields = {field.name: (field, request_comments[index]) for index, field in enumerate(request.field)}
                 response_name = method.output_type.lstrip(".")
-                schemas[response_name] = _schema(messages[method.output_type])
+                schemas[response_name] = _schema(*messages[method.output_type])
                 for rule in (primary, *primary.additional_bindings):
                     verb, template = _verb_and_template(rule)
                     problems = _unsupported(rule, verb, template, request)
                     if problems:
-                        refused.append(f"{file.package}.{service.name}/{method.name}: {'; '.join(problems)}")
+                        refused.append(f"{full_name}: {'; '.join(problems)}")
                         continue
                     names = [part[1:-1] for part in template.split("/") if part.startswith("{")]
                     # A HEAD answer is the GET answer's status and headers, without the body.
@@ -126,11 +164,10 @@ def openapi_document(
                     )
                     paths.setdefault(template, {})[verb] = {
                         "operationId": f"{service.name}.{method.name}" + ("" if rule is primary else f".{verb}"),
-                        "summary": f"{file.package}.{service.name}/{method.name}",
-                        "parameters": [
-                            {"name": name, "in": "path", "required": True, "schema": _JSON_TYPES[fields[name].type]}
-                            for name in names
-                        ],
+                        # The RPC's comment in the proto, and its gRPC name.
+                        "summary": _summary(comment) if comment else full_name,
+                        "description": f"{comment + ' ' if comment else ''}gRPC: `{full_name}`.",
+                        "parameters": [_path_parameter(*fields[name]) for name in names],
                         "responses": {
                             "200": answer("the answer", response_name),
                             **{status: answer(text, "google.rpc.Status") for status, text in errors.items()},

@@ -71,6 +71,14 @@ def test_openapi_describes_every_annotated_method() -> None:
         ("a", "path", "uint64"),
         ("b", "path", "uint64"),
     ]
+    # The proto's comments: the RPC's first sentence as the summary, the fields' as descriptions.
+    assert operation["summary"] == "Returns gcd(a, b)."
+    assert operation["description"].startswith("Returns gcd(a, b). gcd(0, 0) is 0;")
+    assert operation["description"].endswith("gRPC: `gcd.v1.GCDService/Compute`.")
+    assert [p["description"] for p in operation["parameters"]] == [
+        "The first number; any uint64 value.",
+        "The second number; any uint64 value.",
+    ]
     result = spec["components"]["schemas"]["gcd.v1.ComputeResponse"]["properties"]["result"]
     assert result["type"] == "string" and result["format"] == "uint64"
     assert {"200", "400", "404", "429", "503"} <= operation["responses"].keys()

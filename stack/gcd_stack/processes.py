@@ -26,7 +26,9 @@ from gcd_stack.ports import Ports
 # Flags the pod gives Envoy too (kustomize/base/deployment.yaml; a test holds the two together).
 # Once gcd-server has failed Envoy's health check, it keeps serving until Envoy's clients have
 # gone, at most these 15 s; access log lines reach stdout within a second (Envoy's default is 10).
-POD_ENVOY_FLAGS = ["--drain-time-s", "15", "--file-flush-interval-msec", "1000"]
+# One worker thread, as the pod's CPU limit affords: the limits of envoy/envoy.yaml that are
+# per worker (the files cluster's connections) then hold for the whole Envoy.
+POD_ENVOY_FLAGS = ["--drain-time-s", "15", "--file-flush-interval-msec", "1000", "--concurrency", "1"]
 ENVOY_DRAIN_SECONDS = float(POD_ENVOY_FLAGS[POD_ENVOY_FLAGS.index("--drain-time-s") + 1])
 START_TIMEOUT_SECONDS = 20.0
 # A server's drain (Envoy's clients first, then its own in-flight RPCs), with room, before it is
