@@ -85,8 +85,8 @@ REPLIES = (
         "a method other than GET or HEAD on a read-only path; Allow names them",
         (
             Case(
-                "a method other than GET or HEAD on `/gcd/{a}/{b}`, `/openapi.json` or `/docs`; "
-                "`Allow: GET, HEAD` names the two",
+                "a method other than GET or HEAD on a path of the API (`/gcd/{a}/{b}`), `/openapi.json` "
+                "or `/docs`; `Allow: GET, HEAD` names the two",
                 "`this path answers GET and HEAD only`",
             ),
         ),

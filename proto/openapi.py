@@ -3,9 +3,10 @@
 Called by the build (setup.py) on the descriptor set it has just compiled, so the document
 cannot drift from proto/: it names each annotated method's path and verb, its path parameters
 with their proto3 JSON types, its answer, and the google.rpc.Status body of every error the
-Envoy in front can answer with (proto/errors.py). A binding it does not describe (a body, query parameters, custom
-verbs other than HEAD, {name=...} templates) stops the build with its name, rather than leave a
-method out of the document or describe it wrongly.
+Envoy in front can answer with (proto/errors.py). Each GET binding is also a HEAD operation, which
+Envoy serves for every GET. A binding it does not describe (another verb, a body, query
+parameters, {name=...} templates) stops the build with its name, rather than leave a method out
+of the document or describe it wrongly.
 """
 
 from collections.abc import Callable, Mapping
@@ -43,20 +44,20 @@ class UnsupportedBindingError(ValueError):
     """An HTTP binding this generator would describe wrongly: the build stops rather than ship it."""
 
 
-def _verb_and_template(rule: Any) -> tuple[str, str]:
-    """The OpenAPI operation and path of one binding; HEAD, a custom kind in google.api.http, is
-    an operation of OpenAPI's own."""
+def _template(rule: Any) -> str:
+    """The path of one binding."""
     verb = rule.WhichOneof("pattern")
-    if verb == "custom":
-        return rule.custom.kind.lower(), rule.custom.path
-    return verb, getattr(rule, verb)
+    path: str = rule.custom.path if verb == "custom" else getattr(rule, verb)
+    return path
 
 
-def _unsupported(rule: Any, verb: str, template: str, request: descriptor_pb2.DescriptorProto) -> list[str]:
+def _unsupported(rule: Any, template: str, request: descriptor_pb2.DescriptorProto) -> list[str]:
     """What of one HTTP binding of a method this generator does not describe."""
     problems = []
-    if rule.WhichOneof("pattern") == "custom" and verb != "head":
-        problems.append(f"a custom verb ({rule.custom.kind})")
+    verb = rule.WhichOneof("pattern")
+    if verb != "get":
+        kind = rule.custom.kind if verb == "custom" else verb
+        problems.append(f"a {kind} binding (envoy/envoy.yaml serves GET bindings, and HEAD for each)")
     if rule.body:
         problems.append(f'a request body (body: "{rule.body}")')
     if ":" in template.rsplit("/", 1)[-1]:
@@ -151,28 +152,31 @@ def openapi_document(
                 fields = {field.name: (field, request_comments[index]) for index, field in enumerate(request.field)}
                 response_name = method.output_type.lstrip(".")
                 schemas[response_name] = _schema(*messages[method.output_type])
-                for rule in (primary, *primary.additional_bindings):
-                    verb, template = _verb_and_template(rule)
-                    problems = _unsupported(rule, verb, template, request)
+                for number, rule in enumerate((primary, *primary.additional_bindings)):
+                    template = _template(rule)
+                    problems = _unsupported(rule, template, request)
                     if problems:
                         refused.append(f"{full_name}: {'; '.join(problems)}")
                         continue
                     names = [part[1:-1] for part in template.split("/") if part.startswith("{")]
-                    # A HEAD answer is the GET answer's status and headers, without the body.
-                    answer: Callable[[str, str], dict[str, Any]] = (
-                        _json_response if verb != "head" else lambda text, schema: {"description": text}
-                    )
-                    paths.setdefault(template, {})[verb] = {
-                        "operationId": f"{service.name}.{method.name}" + ("" if rule is primary else f".{verb}"),
-                        # The RPC's comment in the proto, and its gRPC name.
-                        "summary": _summary(comment) if comment else full_name,
-                        "description": f"{comment + ' ' if comment else ''}gRPC: `{full_name}`.",
-                        "parameters": [_path_parameter(*fields[name]) for name in names],
-                        "responses": {
-                            "200": answer("the answer", response_name),
-                            **{status: answer(text, "google.rpc.Status") for status, text in errors.items()},
-                        },
-                    }
+                    for verb in ("get", "head"):
+                        # A HEAD answer is the GET answer's status and headers, without the body.
+                        answer: Callable[[str, str], dict[str, Any]] = (
+                            _json_response if verb == "get" else lambda text, schema: {"description": text}
+                        )
+                        paths.setdefault(template, {})[verb] = {
+                            "operationId": f"{service.name}.{method.name}"
+                            + (f".binding{number}" if number else "")
+                            + (".head" if verb == "head" else ""),
+                            # The RPC's comment in the proto, and its gRPC name.
+                            "summary": _summary(comment) if comment else full_name,
+                            "description": f"{comment + ' ' if comment else ''}gRPC: `{full_name}`.",
+                            "parameters": [_path_parameter(*fields[name]) for name in names],
+                            "responses": {
+                                "200": answer("the answer", response_name),
+                                **{status: answer(text, "google.rpc.Status") for status, text in errors.items()},
+                            },
+                        }
     if refused:
         raise UnsupportedBindingError(
             "proto/openapi.py cannot describe these HTTP bindings; teach it to, or change them:\n  "

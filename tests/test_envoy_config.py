@@ -28,14 +28,13 @@ from gcd_stack.envoy_config import (
     openapi_path,
     packaged_config,
     route_named,
-    routes,
     write_local_config,
 )
 from gcd_stack.ports import Ports
 from gcd_stack.processes import default_ports, envoy_command
 from gcd_testing.ports import free_ports
 
-from build_files import ERRORS, api_paths
+from build_files import ERRORS
 from processes import REPO, envoy_alone, forwarding_routes, local_envoy_config
 
 
@@ -165,24 +164,6 @@ def test_the_api_guide_shows_the_table_of_errors() -> None:
     assert ERRORS.markdown_table() in (REPO / "docs" / "api.md").read_text(), (
         "docs/api.md: paste the output of python3 proto/errors.py over its table of errors"
     )
-
-
-def test_the_405_route_covers_every_read_only_path_and_no_other() -> None:
-    """Its regex is a copy: of the proto's HTTP bindings (through the OpenAPI document the build
-    made from them) and of the file routes' paths."""
-    config = packaged_config()
-    (refusing,) = [
-        route
-        for route in routes(config)
-        if route.get("direct_response", {}).get("status") == 405 and "safe_regex" in route["match"]
-    ]
-    pattern = re.compile(refusing["match"]["safe_regex"]["regex"])
-    read_only = [*api_paths(), *file_routes(config)]
-    for path in read_only:
-        assert pattern.fullmatch(path), path
-    for path in ("/", "/gcd/12", "/gcd/12/18/1", "/healthz", "/gcd.v1.GCDService/Compute", "/metrics", "/docs/nowhere"):
-        assert not pattern.fullmatch(path), path
-    assert api_paths("{a}", "{b}") == ["/gcd/{a}/{b}"], "another binding needs the 405 route's regex changed"
 
 
 def test_a_second_envoy_on_a_busy_port_fails_instead_of_sharing_it(tmp_path: Path) -> None:

@@ -109,5 +109,7 @@ def test_a_binding_the_openapi_generator_cannot_describe_stops_the_build(
 """
     proto.write_text(proto.read_text().replace("service GCDService {\n", "service GCDService {" + with_body))
     monkeypatch.setattr(BUILD, "PROTO_DIR", scratch)
-    with pytest.raises(ValueError, match=r'gcd\.v1\.GCDService/Submit: a request body \(body: "\*"\)'):
+    with pytest.raises(
+        ValueError, match=r'gcd\.v1\.GCDService/Submit: a post binding .*; a request body \(body: "\*"\)'
+    ):
         BUILD.compile_api(tmp_path / "out", VERSION)

@@ -184,8 +184,9 @@ CORPUS: list[tuple[str, bytes, str | None]] = [
         b"Access-Control-Request-Method: GET\r\n\r\n",
         PREFLIGHT,
     ),
-    # Refused: CORS covers the API's paths alone.
-    ("preflight to an unknown path", preflight("/nowhere"), None),
+    # Answered as for the API's paths (the call itself then gets a 404); the files' are refused.
+    ("preflight to an unknown path", preflight("/nowhere"), PREFLIGHT),
+    ("preflight to the docs page", preflight("/docs"), None),
     (
         "two Origin headers",
         b"GET /gcd/12/18 HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\nOrigin: http://b.example\r\n\r\n",

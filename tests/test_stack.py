@@ -99,16 +99,25 @@ def test_envoy_writes_one_json_access_log_line_per_request(
     ports, _ = own_stack
     assert http_request(ports.envoy, "/gcd/123456/7890?ignored=1").status == 200
     assert http_request(ports.envoy, "/gcd/123456/oops").status == 400
+    # Looked up by Envoy as GETs: the log still names the client's method.
+    assert http_request(ports.envoy, "/gcd/123456/7891", "HEAD").status == 200
+    assert http_request(ports.envoy, "/gcd/123456/7892", "POST").status == 405
+    assert http_request(ports.envoy, "/gcd/123456/nowhere/else", "DELETE").status == 404
 
     def logged() -> list[dict[str, object]]:
         return [r for r in json_lines(tmp_path / "stack.out") if str(r.get("path", "")).startswith("/gcd/123456/")]
 
-    wait_until(lambda: len(logged()) == 2, 5, "access log lines")
-    ok, bad = sorted(logged(), key=lambda record: str(record["status"]))
-    assert ok["path"] == "/gcd/123456/7890" and ok["method"] == "GET" and ok["status"] == 200
+    wait_until(lambda: len(logged()) == 5, 5, "access log lines")
+    by_path = {record["path"]: record for record in logged()}
+    ok = by_path["/gcd/123456/7890"]
+    assert ok["method"] == "GET" and ok["status"] == 200
     assert ok["grpc_status"] == 0 and ok["upstream_ms"] is not None and ok["request_id"]
     assert isinstance(ok["duration_ms"], int) and ok["protocol"] == "HTTP/1.1"
-    assert bad["status"] == 400
+    assert by_path["/gcd/123456/oops"]["status"] == 400
+    methods = {path: (record["method"], record["status"]) for path, record in by_path.items()}
+    assert methods["/gcd/123456/7891"] == ("HEAD", 200)
+    assert methods["/gcd/123456/7892"] == ("POST", 405)
+    assert methods["/gcd/123456/nowhere/else"] == ("DELETE", 404)
 
 
 def test_a_server_stopped_by_sigterm_is_restarted_and_envoy_readmits_it(
