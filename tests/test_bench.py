@@ -8,10 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from google.protobuf import descriptor_pb2
-from grpc_tools import protoc
-
-from gcd.v1 import gcd_pb2
 
 from processes import REPO
 
@@ -33,20 +29,3 @@ def test_the_short_benchmark_finishes_with_a_report(tmp_path: Path) -> None:
     go_ran = "| go-grpc-direct |" in report and "| rest-gin |" in report
     assert go_ran or "The Go original's arms did not run: missing" in report
     assert (tmp_path / "results.png").stat().st_size > 0
-
-
-def test_the_go_arms_serve_the_same_rpc_on_the_wire(tmp_path: Path) -> None:
-    """bench/go's copy of the API, without the HTTP annotations Debian's Go packages cannot
-    compile, has the same package, service, method and fields as proto/'s."""
-    described = tmp_path / "go.pb"
-    go_proto = REPO / "bench" / "go" / "gcdpb"
-    assert protoc.main(["protoc", f"-I{go_proto}", f"--descriptor_set_out={described}", "gcd.proto"]) == 0
-    (go_file,) = descriptor_pb2.FileDescriptorSet.FromString(described.read_bytes()).file
-    ours = descriptor_pb2.FileDescriptorProto.FromString(gcd_pb2.DESCRIPTOR.serialized_pb)
-
-    def shape(file: descriptor_pb2.FileDescriptorProto) -> object:
-        methods = [(m.name, m.input_type, m.output_type) for s in file.service for m in s.method]
-        fields = {m.name: [(f.name, f.number, f.type) for f in m.field] for m in file.message_type}
-        return file.package, [s.name for s in file.service], methods, fields
-
-    assert shape(go_file) == shape(ours)
