@@ -1,5 +1,6 @@
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,41 @@ def server_port(tmp_path: Path) -> Iterator[int]:
         yield port
 
 
-@pytest.fixture(scope="session")
-def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
-    """One gcd-stack (server and Envoy) shared by the tests that only send it requests."""
-    with running_stack(tmp_path_factory.mktemp("stack")) as started:
-        yield started
+class SharedStack:
+    """One gcd-stack (server and Envoy) shared by the tests that only send it requests, started
+    when a test first asks for it. A start that fails fails that test, and the next test that
+    asks starts it again: one failed start is one failed test, not an error for every test of a
+    worker (which a session fixture's cached failure would be)."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp_path_factory = tmp_path_factory
+        self._held = ExitStack()
+        self._started: tuple[Ports, subprocess.Popen[bytes]] | None = None
+
+    def started(self) -> tuple[Ports, subprocess.Popen[bytes]]:
+        if self._started is None or self._started[1].poll() is not None:
+            self._held.close()
+            self._started = self._held.enter_context(running_stack(self._tmp_path_factory.mktemp("stack")))
+        return self._started
+
+    def close(self) -> None:
+        self._held.close()
 
 
 @pytest.fixture(scope="session")
+def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
+    shared = SharedStack(tmp_path_factory)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def stack_process(shared_stack: SharedStack) -> tuple[Ports, subprocess.Popen[bytes]]:
+    """The shared gcd-stack's ports and process."""
+    return shared_stack.started()
+
+
+@pytest.fixture
 def stack_ports(stack_process: tuple[Ports, subprocess.Popen[bytes]]) -> Ports:
     """The ports of the shared gcd-stack."""
     return stack_process[0]

@@ -69,12 +69,21 @@ def running(
         yield process
 
 
+# Of each log, in a start's failure: enough for a backtrace or a config error.
+LOG_TAIL_LINES = 40
+
+
 def wait_for_start(process: subprocess.Popen[bytes], ready: Callable[[], bool], log_dir: Path, name: str) -> None:
-    """Waits until ready() holds; fails with the process's stderr if it exits first."""
+    """Waits until ready() holds; fails with the end of the process's own output (stderr and
+    stdout: a stack's holds its server's and its Envoy's) if it exits first or is not ready."""
     try:
         wait_until_ready(ready, process, name)
     except StartError as error:
-        raise StartError(f"{error}: {(log_dir / f'{name}.err').read_text()}") from error
+        logs = []
+        for log in (log_dir / f"{name}.err", log_dir / f"{name}.out"):
+            tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:] if log.exists() else []
+            logs.append(f"--- the end of {log}:\n" + "\n".join(tail))
+        raise StartError("\n".join([str(error), *logs])) from error
 
 
 @contextmanager

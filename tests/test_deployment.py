@@ -245,10 +245,15 @@ def test_envoy_closes_idle_client_connections_while_the_server_still_serves(pi: 
 
 
 def test_the_server_drains_the_envoy_beside_it_as_the_stack_does(pi: list[Manifest]) -> None:
-    assert server_env(pi)["GCD_ENVOY_ADMIN"] == admin_socket(packaged_config())
+    assert server_env(pi)["GCD_ENVOY_ADMIN"] == admin_socket(packaged_config()), (
+        "kustomize/base/deployment.yaml's GCD_ENVOY_ADMIN and envoy/envoy.yaml's admin socket differ"
+    )
     args = container(pi, "envoy")["args"]
     for flag, value in zip(POD_ENVOY_FLAGS[::2], POD_ENVOY_FLAGS[1::2], strict=True):
-        assert flag_value(args, flag) == value
+        assert flag_value(args, flag) == value, (
+            f"{flag}: kustomize/base/deployment.yaml's Envoy args and stack/gcd_stack/processes.py's "
+            "POD_ENVOY_FLAGS differ"
+        )
 
 
 def test_every_container_is_restricted_and_bounded(overlay: tuple[str, Path]) -> None:

@@ -80,7 +80,9 @@ def test_transcoder_and_health_check_name_the_server_service() -> None:
 def test_the_public_port_forwards_grpc_and_grpc_web_for_the_service_alone() -> None:
     config = packaged_config()
     for name in ("grpc", "grpc_web", "grpc_web_not_post"):
-        assert route_named(config, name)["match"]["prefix"] == f"/{SERVICE_NAME}/", name
+        assert route_named(config, name)["match"]["prefix"] == f"/{SERVICE_NAME}/", (
+            f"envoy/envoy.yaml's route {name} and proto/gcd/v1/gcd.proto's service differ"
+        )
 
 
 def test_routes_reach_the_server_and_only_prometheus_statistics_reach_the_admin_api() -> None:

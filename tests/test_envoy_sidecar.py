@@ -75,7 +75,9 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_statistic_read_is_the_rest_and_grpc_listeners() -> None:
-    assert f"http.{stat_prefix(packaged_config())}.downstream_cx_active" == CLIENT_CONNECTIONS_STAT
+    assert f"http.{stat_prefix(packaged_config())}.downstream_cx_active" == CLIENT_CONNECTIONS_STAT, (
+        "server/gcd_server/envoy_sidecar.py's CLIENT_CONNECTIONS_STAT and envoy/envoy.yaml's stat_prefix differ"
+    )
 
 
 def test_drain_fails_envoy_then_waits_until_its_clients_have_gone() -> None:

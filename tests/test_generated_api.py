@@ -47,9 +47,9 @@ def test_installed_module_matches_proto_dir(fresh_build: Path) -> None:
 def test_descriptor_set_carries_what_envoy_needs() -> None:
     files = {f.name: f for f in read_set(descriptor_set_path()).file}
     assert {"google/api/http.proto", "google/api/annotations.proto", "gcd/v1/gcd.proto"} <= files.keys()
-    (method,) = files["gcd/v1/gcd.proto"].service[0].method
-    rule = method.options.Extensions[annotations_pb2.http]
-    assert (method.name, rule.get, rule.body) == ("Compute", "/gcd/{a}/{b}", "")
+    methods = {method.name: method for service in files["gcd/v1/gcd.proto"].service for method in service.method}
+    rule = methods["Compute"].options.Extensions[annotations_pb2.http]
+    assert (rule.get, rule.body) == ("/gcd/{a}/{b}", "")
 
 
 def test_no_generated_code_is_committed() -> None:

@@ -188,6 +188,12 @@ CORPUS: list[tuple[str, bytes, str | None]] = [
     ("preflight to an unknown path", preflight("/nowhere"), PREFLIGHT),
     ("preflight to the docs page", preflight("/docs"), None),
     (
+        "a file asked for as gRPC-Web",
+        http_request_bytes("GET", "/docs/swagger-ui.css", {"content-type": "application/grpc-web"}),
+        GRPC_WEB_ERROR,
+    ),
+    ("a file asked for as gRPC", http_request_bytes("GET", "/docs", {"content-type": "application/grpc"}), GRPC_ERROR),
+    (
         "two Origin headers",
         b"GET /gcd/12/18 HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\nOrigin: http://b.example\r\n\r\n",
         "6",
@@ -307,7 +313,12 @@ def expected_gcd(a: str, b: str) -> str | None:
     return str(math.gcd(int(a), int(b)))
 
 
-@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# stack_ports is the shared stack's, the same for every example: not being reset is the point.
+@settings(
+    max_examples=2500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(a=operands, b=operands)
 def test_any_path_segments(stack_ports: Ports, a: str, b: str) -> None:
     target = f"/gcd/{quote(a, safe='')}/{quote(b, safe='')}"

@@ -22,6 +22,7 @@ import grpc
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -82,13 +83,17 @@ HELD_STREAMS = 6
 FLOOD_CONNECTIONS = 1000
 ATTACKER_ORIGIN = "https://attacker.example"
 WATCH = "/grpc.health.v1.Health/Watch"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 SAMPLES = 30
 # Twice the server's worker threads, each of which such a call would hold.
 STALLED_CALLS = 8
 # Enough for every connection of the burst to have all its streams in flight at once.
 BURST_CALLS = 20_000
-# Quarter-second samples of Envoy's memory, after the last connection of an attack is open.
+# Quarter-second samples of a process's memory, after the last connection of an attack is open.
 UNREAD_SAMPLES = 20
+# What an attack bounded by flow control may still cost the server: its buffers, not the attack's
+# size (unbounded, one took it from 45 to 378 MiB).
+ATTACK_GROWTH_BOUND_BYTES = 16 * 2**20
 # Generous for a loaded 2-core machine; an unloaded call takes about a millisecond.
 HEALTHY_P99_SECONDS = 0.5
 
@@ -312,6 +317,93 @@ def test_held_reflection_streams_do_not_starve_unary_calls(ports: Ports, through
     assert streams.outcomes == Counter(
         {"held open": MAX_CONCURRENT_STREAMS, "RESOURCE_EXHAUSTED": HELD_STREAMS - MAX_CONCURRENT_STREAMS}
     )
+
+
+@contextmanager
+def unread_reflection(port: int, streams: int) -> Iterator[None]:
+    """streams reflection streams on one HTTP/2 connection, each sent requests for the largest
+    answer reflection gives as fast as flow control lets them go, and whose client never reads an
+    answer (a flow-control window of 0)."""
+    request = grpc_frame(
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE_NAME).SerializeToString()
+    )
+    stop = threading.Event()
+
+    def attack() -> None:
+        with socket.create_connection((LOOPBACK, port)) as connection:
+            connection.settimeout(0.05)
+            client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            client.local_settings = h2.settings.Settings(
+                client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+            )
+            client.initiate_connection()
+            ids = []
+            for _ in range(streams):
+                ids.append(stream := client.get_next_available_stream_id())
+                headers = [(":method", "POST"), (":scheme", "http"), (":authority", "gcd"), (":path", REFLECTION)]
+                client.send_headers(stream, [*headers, ("content-type", "application/grpc"), ("te", "trailers")])
+            while not stop.is_set():
+                for stream in ids:
+                    with suppress(h2.exceptions.StreamClosedError):
+                        while client.local_flow_control_window(stream) >= len(request):
+                            client.send_data(stream, request)
+                try:
+                    connection.sendall(client.data_to_send())
+                    if not (received := connection.recv(65536)):
+                        return
+                    client.receive_data(received)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+    failed: list[BaseException] = []
+
+    def attack_or_fail() -> None:
+        try:
+            attack()
+        except BaseException as error:
+            failed.append(error)
+
+    thread = threading.Thread(target=attack_or_fail, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not failed, failed
+
+
+@pytest.mark.parametrize("through", ["Envoy's port", "server's port"])
+def test_reflection_requests_faster_than_their_answers_cost_bounded_memory_and_stall_nothing(
+    stack: tuple[Ports, subprocess.Popen[bytes]], through: str
+) -> None:
+    """Two reflection streams whose client sends all it may and reads nothing: the server reads
+    only a few requests ahead of its answers, and Envoy takes only a little of each answer on the
+    connection every client's calls share, so neither the server's memory nor anyone's calls
+    suffer."""
+    ports, process = stack
+    server = server_pid(process)
+    limit = memory_limit_bytes(render("pi"), "server")
+    before = peak = resident_bytes(server)
+    with unread_reflection(ports.envoy if through == "Envoy's port" else ports.grpc, MAX_CONCURRENT_STREAMS):
+        for _ in range(UNREAD_SAMPLES):
+            time.sleep(0.25)
+            peak = max(peak, resident_bytes(server))
+        during = health_now(ports)
+        peak = max(peak, resident_bytes(server))
+    after = health_now(ports)
+    label = f"{MAX_CONCURRENT_STREAMS} reflection streams sent requests as fast as they go, never read, {through}"
+    record(label, during, after)
+    record_figure(
+        f"{label}: the server's resident memory before and at its peak (MiB; limit {limit / 2**20:.0f})",
+        f"{before / 2**20:.0f}, {peak / 2**20:.0f}",
+    )
+    assert peak < limit
+    # Bounded, not merely under the limit for this long: a few requests and windows' worth.
+    assert peak - before < ATTACK_GROWTH_BOUND_BYTES
+    assert_healthy(during)
 
 
 @pytest.mark.parametrize("through", ["Envoy's port", "server's port"])

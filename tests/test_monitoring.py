@@ -70,7 +70,9 @@ def test_the_operators_rule_wraps_the_plain_rules_file() -> None:
     """The groups, comments included, indented under spec: a copy to the letter."""
     wrapped = (COMPONENT / "prometheusrule.yaml").read_text()
     rules = RULES.read_text()
-    assert wrapped.endswith("spec:\n" + textwrap.indent(rules[rules.index("groups:") :], "  "))
+    assert wrapped.endswith("spec:\n" + textwrap.indent(rules[rules.index("groups:") :], "  ")), (
+        "kustomize/components/monitoring/prometheusrule.yaml: copy gcd-service.rules.yaml's groups under spec"
+    )
     assert yaml.safe_load(wrapped)["spec"] == yaml.safe_load(rules)
 
 

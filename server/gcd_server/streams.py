@@ -25,6 +25,15 @@ Response = TypeVar("Response")
 StreamHandler = Callable[[Iterator[Request], grpc.ServicerContext], Iterator[Response]]
 
 
+# Requests read ahead of the handler. The reader waits while this many are queued, so a client
+# that sends faster than the handler answers is held back by gRPC's flow control instead of
+# filling the server's memory: unbounded, two reflection streams whose client sent requests as
+# fast as they went took the server to 378 MiB through Envoy and to 466 MiB on 3000 within 5 s.
+READ_AHEAD = 4
+# How often a reader waiting for room looks whether its stream is over.
+_READER_POLL_SECONDS = 0.1
+
+
 class StreamSlots:
     """At most count streams served at once, across every streaming RPC bounded by bounded(),
     each for max_seconds at most."""
@@ -39,27 +48,47 @@ class StreamSlots:
         deadline = time.monotonic() + self.max_seconds
         # (a request,), the end of the stream (None), or what ended it: the client cancelled,
         # or its connection closed. The reader ends with the RPC, aborted here or not.
-        arrived: queue.Queue[tuple[Request] | BaseException | None] = queue.Queue()
+        arrived: queue.Queue[tuple[Request] | BaseException | None] = queue.Queue(READ_AHEAD)
+        over = threading.Event()
+
+        def put(item: tuple[Request] | BaseException | None) -> None:
+            while not over.is_set():
+                try:
+                    arrived.put(item, timeout=_READER_POLL_SECONDS)
+                    return
+                except queue.Full:
+                    continue
 
         def read() -> None:
             try:
                 for request in requests:
-                    arrived.put((request,))
-                arrived.put(None)
+                    put((request,))
+                    if over.is_set():
+                        return
+                put(None)
             except BaseException as error:
-                arrived.put(error)
+                put(error)
 
         threading.Thread(target=read, name="stream-reader", daemon=True).start()
-        while True:
-            try:
-                item = arrived.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"a stream may last {self.max_seconds:g} s at most")
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item[0]
+        try:
+            while True:
+                # Also while requests keep coming: a backlog must not outlive the stream.
+                left = deadline - time.monotonic()
+                try:
+                    if left <= 0:
+                        raise queue.Empty
+                    item = arrived.get(timeout=left)
+                except queue.Empty:
+                    context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED, f"a stream may last {self.max_seconds:g} s at most"
+                    )
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item[0]
+        finally:
+            over.set()
 
     def bounded(self, handler: StreamHandler[Request, Response]) -> StreamHandler[Request, Response]:
         """handler, refused with RESOURCE_EXHAUSTED while every slot is taken."""
