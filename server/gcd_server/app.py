@@ -86,8 +86,9 @@ _SERVER_OPTIONS = [
     # grpc's bandwidth-delay probing grows the flow-control windows it grants a client, and the
     # data a client sends within them is buffered whether or not a handler reads it: a client
     # sending reflection requests on two streams it never read from took the server from 45 to
-    # 138 MiB in 8 s, and none of it was read. With probing off, each stream takes 64 KiB at most
-    # (HTTP/2's default window) until its handler reads; messages here are a few bytes to 15 KB.
+    # 138 MiB in 8 s, and none of it was read. With probing off, a stream's window stays at
+    # HTTP/2's default 65,535 bytes until a receive is pending (grpc/grpc
+    # src/core/ext/transport/chttp2/transport/flow_control.cc); messages here are a few bytes.
     ("grpc.http2.bdp_probe", 0),
 ]
 

@@ -25,8 +25,10 @@ Response = TypeVar("Response")
 StreamHandler = Callable[[Iterator[Request], grpc.ServicerContext], Iterator[Response]]
 
 
-# Requests read ahead of the handler. The reader waits while this many are queued, so a client
-# that sends faster than the handler answers is held back by gRPC's flow control instead of
+# Requests read ahead of the handler. The reader waits while this many are queued, and grpc
+# starts no receive meanwhile (one per next() of the request iterator), so what a stream holds is
+# these, the one the reader waits to queue and a stream window in the transport: a client that
+# sends faster than the handler answers is held back by gRPC's flow control instead of
 # filling the server's memory: unbounded, two reflection streams whose client sent requests as
 # fast as they went took the server to 378 MiB through Envoy and to 466 MiB on 3000 within 5 s.
 READ_AHEAD = 4
