@@ -97,7 +97,7 @@ def proto_module(name: str) -> ModuleType:
 def write_openapi(out_dir: Path, version: str) -> None:
     """OpenAPI for the REST face, from the descriptor set compile_api has just written."""
     descriptors = descriptor_pb2.FileDescriptorSet.FromString((out_dir / DESCRIPTOR_SET).read_bytes())
-    errors = proto_module("errors").openapi_descriptions()
+    errors = proto_module("errors").openapi_descriptions
     document = proto_module("openapi").openapi_document(descriptors, "gcd-service", version, errors)
     (out_dir / OPENAPI).write_text(json.dumps(document, indent=1) + "\n")
 

@@ -1,12 +1,14 @@
 """Every error of the API, in one table: what each gRPC status code means here, and what Envoy
 answers a REST client with, as an HTTP status and the google.rpc.Status code of its body.
 
-What follows it: the build writes the OpenAPI document's error responses from REPLIES
-(proto/openapi.py); tests hold Envoy's local reply mappers (envoy/envoy.yaml), the alert on
-server faults (kustomize/components/monitoring/gcd-service.rules.yaml) and the table of
-docs/api.md to it. `python3 proto/errors.py` prints that table for docs/api.md.
+What follows it: the build writes the OpenAPI document's error responses from REPLIES and from
+the status codes each RPC's comment names (proto/openapi.py); tests hold Envoy's local reply
+mappers (envoy/envoy.yaml), the alert on server faults
+(kustomize/components/monitoring/gcd-service.rules.yaml) and the table of docs/api.md to it.
+`python3 proto/errors.py` prints that table for docs/api.md.
 """
 
+import re
 from dataclasses import dataclass
 
 from grpc import StatusCode
@@ -159,9 +161,38 @@ def code_number(code: StatusCode) -> int:
     return number
 
 
-def openapi_descriptions() -> dict[str, str]:
-    """The OpenAPI document's error responses: each status Envoy answers, and what it means."""
-    return {str(reply.status): f"{reply.summary} (code {code_number(reply.code)})" for reply in REPLIES}
+# The HTTP status Envoy's transcoder gives a REST client for each status code the server answers
+# with (envoyproxy/envoy source/common/grpc/status.cc, Utility::grpcToHttpStatus).
+TRANSCODED_STATUS = {
+    StatusCode.CANCELLED: 499,
+    StatusCode.UNKNOWN: 500,
+    StatusCode.INVALID_ARGUMENT: 400,
+    StatusCode.DEADLINE_EXCEEDED: 504,
+    StatusCode.NOT_FOUND: 404,
+    StatusCode.ALREADY_EXISTS: 409,
+    StatusCode.PERMISSION_DENIED: 403,
+    StatusCode.RESOURCE_EXHAUSTED: 429,
+    StatusCode.FAILED_PRECONDITION: 400,
+    StatusCode.ABORTED: 409,
+    StatusCode.OUT_OF_RANGE: 400,
+    StatusCode.UNIMPLEMENTED: 501,
+    StatusCode.INTERNAL: 500,
+    StatusCode.UNAVAILABLE: 503,
+    StatusCode.DATA_LOSS: 500,
+    StatusCode.UNAUTHENTICATED: 401,
+}
+
+
+def openapi_descriptions(rpc_comment: str = "") -> dict[str, str]:
+    """The error responses of an RPC whose comment in the proto is rpc_comment: each status Envoy
+    answers, and what it means, and the status codes the comment names (an RPC says there what
+    it answers with), each under the HTTP status the transcoder gives it."""
+    described = {str(reply.status): f"{reply.summary} (code {code_number(reply.code)})" for reply in REPLIES}
+    for code, status in TRANSCODED_STATUS.items():
+        if re.search(rf"\b{code.name}\b", rpc_comment):
+            own = f"the RPC's {code.name} (code {code_number(code)})"
+            described[str(status)] = f"{described[str(status)]}; or {own}" if str(status) in described else own
+    return described
 
 
 def markdown_table() -> str:

@@ -125,10 +125,13 @@ def _json_response(description: str, schema: str) -> dict[str, Any]:
 
 
 def openapi_document(
-    descriptors: descriptor_pb2.FileDescriptorSet, title: str, version: str, errors: Mapping[str, str]
+    descriptors: descriptor_pb2.FileDescriptorSet,
+    title: str,
+    version: str,
+    errors: Callable[[str], Mapping[str, str]],
 ) -> dict[str, Any]:
-    """The document; errors are the error responses every operation can get, by HTTP status
-    (proto/errors.py)."""
+    """The document; errors(comment) are the error responses, by HTTP status, of an RPC with that
+    comment in the proto (proto/errors.py)."""
     # Each message, with the comments of its fields by index.
     messages: dict[str, tuple[descriptor_pb2.DescriptorProto, dict[int, str | None]]] = {}
     for file in descriptors.file:
@@ -174,7 +177,10 @@ def openapi_document(
                             "parameters": [_path_parameter(*fields[name]) for name in names],
                             "responses": {
                                 "200": answer("the answer", response_name),
-                                **{status: answer(text, "google.rpc.Status") for status, text in errors.items()},
+                                **{
+                                    status: answer(text, "google.rpc.Status")
+                                    for status, text in errors(comment or "").items()
+                                },
                             },
                         }
     if refused:

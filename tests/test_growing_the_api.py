@@ -130,9 +130,11 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grown]:
 
 def test_rest_answers_the_new_rpc(grown: Grown) -> None:
     assert http_request(grown.ports.envoy, "/lcm/4/6").json() == {"result": "12"}
-    # The servicer's own error, as the transcoder maps it: OUT_OF_RANGE is a client's 400.
+    # The servicer's own error, as the transcoder maps it (proto/errors.py): a client's 400.
     refused = http_request(grown.ports.envoy, f"/lcm/{UINT64_MAX}/{UINT64_MAX - 1}")
-    assert (refused.status, refused.json()["code"]) == (400, 11), refused
+    out_of_range = grpc.StatusCode.OUT_OF_RANGE
+    expected = (ERRORS.TRANSCODED_STATUS[out_of_range], ERRORS.code_number(out_of_range))
+    assert (refused.status, refused.json()["code"]) == expected == (400, 11), refused
     assert http_request(grown.ports.envoy, "/lcm/abc/6").json()["code"] == 3
 
 
@@ -195,7 +197,9 @@ def test_openapi_and_the_docs_page_describe_the_new_rpc(grown: Grown) -> None:
         "The first number.",
         "The second number.",
     ]
+    # Envoy's errors, and the one the RPC's comment names, under the status the client gets.
     assert set(operations["get"]["responses"]) == {"200", *ERRORS.openapi_descriptions()}
+    assert operations["get"]["responses"]["400"]["description"].endswith("; or the RPC's OUT_OF_RANGE (code 11)")
     assert http_request(grown.ports.envoy, "/docs").status == 200
 
 
