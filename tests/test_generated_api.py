@@ -1,7 +1,6 @@
 """The installed API code and descriptor set are what proto/ compiles to today, and nothing generated is committed."""
 
 import json
-import shutil
 import subprocess
 from importlib.metadata import distribution
 from pathlib import Path
@@ -14,7 +13,7 @@ from gcd.v1 import gcd_pb2
 from gcd_server.app import VERSION
 from gcd_stack.envoy_config import descriptor_set_path, openapi_path
 
-from build_files import BUILD
+from build_files import BUILD, build_api, edited_api
 from processes import REPO
 
 
@@ -95,21 +94,16 @@ def test_the_installed_package_carries_its_licence_and_notice() -> None:
     assert distribution("gcd-service").metadata["License-Expression"] == "Apache-2.0"
 
 
-def test_a_binding_the_openapi_generator_cannot_describe_stops_the_build(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_binding_the_openapi_generator_cannot_describe_stops_the_build(tmp_path: Path) -> None:
     """The next RPC with a body must not ship with a wrong or missing OpenAPI description."""
-    scratch = tmp_path / "proto"
-    shutil.copytree(REPO / "proto", scratch)
-    proto = scratch / BUILD.API_PROTO
     with_body = """
   rpc Submit(ComputeRequest) returns (ComputeResponse) {
     option (google.api.http) = {post: "/gcd", body: "*"};
   }
 """
-    proto.write_text(proto.read_text().replace("service GCDService {\n", "service GCDService {" + with_body))
-    monkeypatch.setattr(BUILD, "PROTO_DIR", scratch)
-    with pytest.raises(
-        ValueError, match=r'gcd\.v1\.GCDService/Submit: a post binding .*; a request body \(body: "\*"\)'
-    ):
-        BUILD.compile_api(tmp_path / "out", VERSION)
+    proto_dir = edited_api(
+        tmp_path, lambda text: text.replace("service GCDService {\n", "service GCDService {" + with_body)
+    )
+    refused = r'gcd\.v1\.GCDService/Submit: a post binding .*; a request body \(body: "\*"\)'
+    with pytest.raises(ValueError, match=refused):
+        build_api(proto_dir, tmp_path / "out")

@@ -28,7 +28,7 @@ from gcd_testing.grpc_frame import GRPC_WEB_TRAILER_FLAG, grpc_frame, grpc_web_f
 from gcd_testing.ports import free_port, free_ports
 
 import go_original
-from build_files import BUILD, ERRORS
+from build_files import BUILD, ERRORS, build_api, edited_api
 from clients import grpc_web_headers, http_request, http_request_bytes, preflight_headers, raw_exchange
 from processes import REPO, SCRIPTS, local_envoy_config, running, wait_for_start
 
@@ -80,19 +80,16 @@ class Grown:
 def grow(root: Path) -> tuple[Path, Path, Path]:
     """The copies, edited as a user would, and built: the proto, the build's output and the
     server's code."""
-    proto_dir = root / "proto"
-    shutil.copytree(BUILD.PROTO_DIR, proto_dir)
-    api = proto_dir / BUILD.API_PROTO
-    text = api.read_text()
-    api.write_text(text.replace("service GCDService {\n", "service GCDService {" + SCRATCH_RPC) + SCRATCH_MESSAGES)
+    proto_dir = edited_api(
+        root,
+        lambda text: text.replace("service GCDService {\n", "service GCDService {" + SCRATCH_RPC) + SCRATCH_MESSAGES,
+    )
     code = root / "code"
     shutil.copytree(REPO / "server" / "gcd_server", code / "gcd_server")
     servicer = code / "gcd_server" / "servicer.py"
     servicer.write_text(servicer.read_text() + SCRATCH_METHOD)
     built = root / "built"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BUILD, "PROTO_DIR", proto_dir)
-        BUILD.compile_api(built, "0.0.0")
+    build_api(proto_dir, built)
     return proto_dir, built, code
 
 
