@@ -81,8 +81,9 @@ def test_keepalive_pings_no_more_often_than_the_server_accepts() -> None:
 
 def test_deploy_md_shows_the_service_config_the_client_uses() -> None:
     text = (REPO / "docs" / "deploy.md").read_text()
-    assert SERVICE_CONFIG in [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.DOTALL)]
-    assert TARGET in text
+    shown = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.DOTALL)]
+    assert SERVICE_CONFIG in shown, "docs/deploy.md: show client/gcd_client/__init__.py's SERVICE_CONFIG"
+    assert TARGET in text, "docs/deploy.md: name client/gcd_client/__init__.py's TARGET"
 
 
 def test_a_call_answered_unavailable_is_made_again() -> None:

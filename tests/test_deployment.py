@@ -143,9 +143,11 @@ def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
         {"name": "http", "containerPort": ENVOY.envoy},
         {"name": "envoy-metrics", "containerPort": ENVOY.envoy_metrics},
         {"name": "envoy-probes", "containerPort": ENVOY.envoy_probes},
-    ]
+    ], "kustomize/base/deployment.yaml's Envoy ports and envoy/envoy.yaml's listeners differ"
     # The readiness path has a listener of its own, outside the public port's connection budget.
-    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.envoy_probes}
+    assert envoy["readinessProbe"]["httpGet"] == {"path": health_path(packaged_config()), "port": ENVOY.envoy_probes}, (
+        "kustomize/base/deployment.yaml's readinessProbe and envoy/envoy.yaml's probes listener differ"
+    )
     assert ENVOY.grpc == DEFAULT_PORT
 
 

@@ -58,7 +58,7 @@ def test_envoy_validates_the_config_as_the_stack_runs_it(tmp_path: Path) -> None
 def test_ports_agree_with_the_server_default() -> None:
     assert default_ports() == Ports(
         envoy=8080, grpc=DEFAULT_PORT, sidecar=3001, envoy_metrics=9102, envoy_probes=8081, metrics=DEFAULT_METRICS_PORT
-    )
+    ), "envoy/envoy.yaml's ports and gcd_server/settings.py's defaults differ from the documented ones"
 
 
 def test_admin_listens_on_an_abstract_unix_socket_only() -> None:
