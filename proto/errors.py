@@ -124,10 +124,10 @@ REPLIES = (
     Reply(
         431,
         StatusCode.INVALID_ARGUMENT,
-        "request headers over 60 KiB",
+        "request headers over 16 KiB, or more than 64",
         (
             Case(
-                "request headers (URL included) over 60 KiB, or over 100 headers",
+                "request headers (URL included) over 16 KiB, or over 64 headers",
                 "`Request Header Fields Too Large`",
             ),
         ),

@@ -568,6 +568,53 @@ def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budg
     assert heap < budget
 
 
+# Envoy's own limit on a request's headers where its config sets none (Envoy's docs, HttpConnectionManager).
+ENVOY_DEFAULT_HEADERS_KB = 60
+HEADER_VALUE = "x" * 4000
+
+
+def test_the_largest_headers_on_every_stream_keep_envoys_heap_under_its_budget(tmp_path: Path) -> None:
+    """Every connection but one of Envoy's port, each with every stream it allows: a REST GET that
+    announces a body it never sends, so Envoy holds it until request_timeout, with as many header
+    bytes as Envoy takes. HPACK lets a client send them as references to one entry of its table,
+    a few hundred bytes on the wire for each stream's kilobytes in Envoy."""
+    config = packaged_config()
+    connections = connection_limit(config) - 1
+    manager = connection_manager(config)
+    streams = manager["http2_protocol_options"]["max_concurrent_streams"]
+    header_bytes = manager.get("max_request_headers_kb", ENVOY_DEFAULT_HEADERS_KB) * 1024
+    copies = (header_bytes - 1024) // len(HEADER_VALUE)
+    budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    with running_server(tmp_path) as (server_port, _):
+        ports = dataclasses.replace(free_ports(), sidecar=server_port)
+        with envoy_alone(local_envoy_config(ports), ports, tmp_path), ExitStack() as held:
+            wait_until(lambda: status_of(ports.envoy_probes, HEALTH_PATH) == 200, 10, "Envoy ready")
+            for _ in range(connections):
+                connection = held.enter_context(socket.create_connection((LOOPBACK, ports.envoy)))
+                client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+                client.initiate_connection()
+                for _ in range(streams):
+                    headers = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd"), (":path", "/gcd/12/18")]
+                    headers += [("content-length", "100"), *[("x-pad", HEADER_VALUE)] * copies]
+                    client.send_headers(client.get_next_available_stream_id(), headers)
+                connection.sendall(client.data_to_send())
+            peak, readiness, rest = 0, set(), set()
+            for _ in range(UNREAD_SAMPLES):
+                time.sleep(0.25)
+                memory = json.loads(admin_request(abstract_admin_socket(ports), "/memory"))
+                peak = max(peak, int(memory["allocated"]))
+                readiness.add(status_of(ports.envoy_probes, HEALTH_PATH))
+            rest.add(status_of(ports.envoy, "/gcd/12/18"))
+    record_figure(
+        f"{connections} HTTP/2 connections of {streams} streams, each with {copies * len(HEADER_VALUE) // 1024} KiB of "
+        f"headers and a body that never comes: Envoy's peak heap in use (MiB; budget {budget / 2**20:.0f}), "
+        "readiness, REST",
+        f"{peak / 2**20:.0f}; {sorted(readiness)}; {sorted(rest)}",
+    )
+    assert readiness == {200} and rest == {200}
+    assert peak < budget * 0.9
+
+
 def unread_requests(port: int, path: str, protocol: str, streams: int) -> socket.socket:
     """A connection that asks for path and never reads the answer: over HTTP/2, streams of them
     with a flow-control window of 0; over HTTP/1.1, one, with the smallest receive buffer."""
