@@ -123,17 +123,18 @@ def test_hadolint_passes_dockerfile() -> None:
 
 def test_server_container_serves_and_is_probed_on_the_default_ports(pi: list[Manifest]) -> None:
     server = container(pi, "server")
+    edit = "kustomize/base/deployment.yaml"
     assert server["ports"] == [
         {"name": "grpc", "containerPort": DEFAULT_PORT},
         {"name": "grpc-sidecar", "containerPort": ENVOY.sidecar},
         {"name": "metrics", "containerPort": DEFAULT_METRICS_PORT},
-    ]
-    assert server_env(pi)["GCD_SIDECAR_PORT"] == str(ENVOY.sidecar), "the port Envoy dials"
+    ], f"{edit}: the server's ports, gcd_server/settings.py's and envoy/envoy.yaml's"
+    assert server_env(pi)["GCD_SIDECAR_PORT"] == str(ENVOY.sidecar), f"{edit}: the port envoy/envoy.yaml dials"
     annotations = find(pi, "Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(DEFAULT_METRICS_PORT)
+    assert annotations["prometheus.io/port"] == str(DEFAULT_METRICS_PORT), f"{edit}: the metrics port"
     # On the sidecar port, whose threads no client of 3000 can take.
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert server[probe]["grpc"] == {"port": ENVOY.sidecar, "service": SERVICE_NAME}
+        assert server[probe]["grpc"] == {"port": ENVOY.sidecar, "service": SERVICE_NAME}, f"{edit}: {probe}"
 
 
 def test_envoy_container_matches_envoy_yaml(pi: list[Manifest]) -> None:
@@ -220,14 +221,18 @@ def test_shutdown_fits_in_the_termination_grace_period(pi: list[Manifest]) -> No
     client_drain = float(server_env(pi)["GCD_CLIENT_DRAIN_SECONDS"])
     pre_stop = container(pi, "server")["lifecycle"]["preStop"]["sleep"]["seconds"]
     # The two drains run at once, both counted from SIGTERM.
-    assert pre_stop + max(envoy_drain, client_drain) + grace < pod_spec(pi)["terminationGracePeriodSeconds"]
+    assert pre_stop + max(envoy_drain, client_drain) + grace < pod_spec(pi)["terminationGracePeriodSeconds"], (
+        "kustomize/base/deployment.yaml: terminationGracePeriodSeconds must cover preStop, the drains and the grace"
+    )
 
 
 def test_the_servers_clients_have_time_to_leave_as_their_connections_age(pi: list[Manifest]) -> None:
     """Each connection to 3000 gets GOAWAY at its age, give or take gRPC's 10% jitter, and is
     closed after the grace at the latest: the client drain covers both."""
     oldest = (MAX_CONNECTION_AGE_MS * 1.1 + MAX_CONNECTION_AGE_GRACE_MS) / 1000
-    assert float(server_env(pi)["GCD_CLIENT_DRAIN_SECONDS"]) >= oldest
+    assert float(server_env(pi)["GCD_CLIENT_DRAIN_SECONDS"]) >= oldest, (
+        "kustomize/base/deployment.yaml's GCD_CLIENT_DRAIN_SECONDS is shorter than gcd_server/app.py's connection age"
+    )
 
 
 def seconds(duration: str) -> float:
@@ -243,7 +248,10 @@ def test_envoy_closes_idle_client_connections_while_the_server_still_serves(pi: 
     # after the manager's drain_timeout (envoyproxy/envoy source/common/http/conn_manager_impl.cc).
     closed_after = seconds(manager["common_http_protocol_options"]["idle_timeout"]) + seconds(manager["drain_timeout"])
     drain = float(flag_value(container(pi, "envoy")["args"], "--drain-time-s"))
-    assert closed_after + 2 <= drain, "idle clients must be gone with time to spare before the server stops"
+    assert closed_after + 2 <= drain, (
+        "envoy/envoy.yaml's idle_timeout and drain_timeout against kustomize/base/deployment.yaml's --drain-time-s: "
+        "idle clients must be gone with time to spare before the server stops"
+    )
 
 
 def test_the_server_drains_the_envoy_beside_it_as_the_stack_does(pi: list[Manifest]) -> None:

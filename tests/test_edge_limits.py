@@ -58,14 +58,18 @@ def test_envoy_pings_the_server_no_more_often_than_it_accepts() -> None:
     protocols = cluster(packaged_config())["typed_extension_protocol_options"]
     options = protocols["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
     keepalive = options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
-    assert duration_seconds(keepalive["interval"]) * 1000 >= MIN_CLIENT_PING_INTERVAL_MS
+    assert duration_seconds(keepalive["interval"]) * 1000 >= MIN_CLIENT_PING_INTERVAL_MS, (
+        "envoy/envoy.yaml's connection_keepalive and gcd_server/app.py's MIN_CLIENT_PING_INTERVAL_MS disagree"
+    )
 
 
 def test_envoy_ages_client_connections_as_gcd_server_does() -> None:
     """One age for every connection a client keeps, through Envoy or straight to the server, so
     that a new pod reaches every kind of client alike (docs/deploy.md)."""
     options = connection_manager(packaged_config())["common_http_protocol_options"]
-    assert duration_seconds(options["max_connection_duration"]) * 1000 == MAX_CONNECTION_AGE_MS
+    assert duration_seconds(options["max_connection_duration"]) * 1000 == MAX_CONNECTION_AGE_MS, (
+        "envoy/envoy.yaml's max_connection_duration and gcd_server/app.py's MAX_CONNECTION_AGE_MS differ"
+    )
 
 
 def latencies(port: int, count: int = SAMPLES) -> list[float]:
