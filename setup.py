@@ -51,12 +51,11 @@ SWAGGER_UI_FILES = (
 )
 
 
-def proto_include_dirs(proto_dir: Path | None = None) -> list[Path]:
-    """Where protoc finds proto_dir's files (proto/ by default) and what they import."""
+def proto_include_dirs() -> list[Path]:
     # google/api/*.proto ship inside googleapis-common-protos, google/protobuf/*.proto inside grpc_tools.
     googleapis_root = Path(google.api.annotations_pb2.__file__).parents[2]
     well_known_root = Path(grpc_tools.__file__).parent / "_proto"
-    return [proto_dir or PROTO_DIR, googleapis_root, well_known_root]
+    return [PROTO_DIR, googleapis_root, well_known_root]
 
 
 def mypy_plugins() -> list[str]:

@@ -132,10 +132,11 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The document; errors(comment) are the error responses, by HTTP status, of an RPC with that
     comment in the proto (proto/errors.py)."""
+    comments_of = {file.name: _comments(file) for file in descriptors.file}
     # Each message, with the comments of its fields by index.
     messages: dict[str, tuple[descriptor_pb2.DescriptorProto, dict[int, str | None]]] = {}
     for file in descriptors.file:
-        comments = _comments(file)
+        comments = comments_of[file.name]
         for index, message in enumerate(file.message_type):
             field_comments = {n: comments.get((_MESSAGE, index, _FIELD, n)) for n in range(len(message.field))}
             messages[f".{file.package}.{message.name}"] = (message, field_comments)
@@ -143,7 +144,7 @@ def openapi_document(
     schemas: dict[str, Any] = {"google.rpc.Status": _STATUS}
     refused = []
     for file in descriptors.file:
-        comments = _comments(file)
+        comments = comments_of[file.name]
         for service_index, service in enumerate(file.service):
             for method_index, method in enumerate(service.method):
                 primary = method.options.Extensions[annotations_pb2.http]

@@ -132,9 +132,7 @@ def _listener(
     gcd_pb2_grpc.add_GCDServiceServicer_to_server(GCDServicer(), server)
     add_health_check(server, health_servicer)
     enable_reflection(
-        server,
-        (SERVICE_NAME, health.SERVICE_NAME),
-        StreamSlots(MAX_CONCURRENT_STREAMS, MAX_STREAM_SECONDS),
+        server, (SERVICE_NAME, health.SERVICE_NAME), StreamSlots(MAX_CONCURRENT_STREAMS, MAX_STREAM_SECONDS)
     )
     try:
         server.add_insecure_port(address)
