@@ -1,6 +1,6 @@
 """The repository's build scripts as modules, for the tests that check what they make:
-setup.py (compile_api), and proto/'s scripts it calls: openapi.py (the OpenAPI generator) and
-errors.py (the table of errors)."""
+setup.py (compile_api), and the table of errors it writes the OpenAPI document's from
+(proto/errors.py)."""
 
 import importlib.util
 import json
@@ -25,7 +25,6 @@ def load_module(name: str, path: Path) -> ModuleType:
 
 
 BUILD = load_module("gcd_build", REPO / "setup.py")
-OPENAPI = BUILD.proto_module("openapi")
 ERRORS = BUILD.proto_module("errors")
 
 

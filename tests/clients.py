@@ -6,10 +6,13 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from gcd_server.app import SERVICE_NAME
 from gcd_stack.envoy_config import LOOPBACK
@@ -102,3 +105,22 @@ def open_connections(port: int, count: int, first_bytes: bytes = b"") -> Iterato
                 connection.sendall(first_bytes)
             connections.append(connection)
         yield connections
+
+
+def scrape(port: int, path: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample on a Prometheus text page: (name, labels) -> value."""
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def handled(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], method: str, code: str, service: str = SERVICE_NAME
+) -> float:
+    """The count of method's calls gcd-server finished with code, among samples (scrape's)."""
+    labels = {"grpc_type": "unary", "grpc_service": service, "grpc_method": method, "grpc_code": code}
+    return samples.get(("grpc_server_handled_total", frozenset(labels.items())), 0.0)

@@ -17,7 +17,6 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, json_format, message, message_factory
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
-from test_metrics import handled, scrape
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
@@ -29,7 +28,15 @@ from gcd_testing.ports import free_port, free_ports
 
 import go_original
 from build_files import BUILD, ERRORS, build_api, edited_api
-from clients import grpc_web_headers, http_request, http_request_bytes, preflight_headers, raw_exchange
+from clients import (
+    grpc_web_headers,
+    handled,
+    http_request,
+    http_request_bytes,
+    preflight_headers,
+    raw_exchange,
+    scrape,
+)
 from processes import REPO, SCRIPTS, local_envoy_config, running, wait_for_start
 
 ALLOWED = "https://lcm.example"

@@ -319,6 +319,27 @@ def test_held_reflection_streams_do_not_starve_unary_calls(ports: Ports, through
     )
 
 
+def non_reading_client() -> h2.connection.H2Connection:
+    """An HTTP/2 client that opens a flow-control window of 0, and so never takes a byte of an
+    answer; its preface is ready to send."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    )
+    client.initiate_connection()
+    return client
+
+
+@contextmanager
+def fresh_envoy(log_dir: Path) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]:
+    """An Envoy of its own with the pod's config, in front of a server of its own: tcmalloc keeps
+    the heap an Envoy has grown to, so what one attack makes it hold is measured alone."""
+    with running_server(log_dir) as (server_port, _):
+        ports = dataclasses.replace(free_ports(), sidecar=server_port)
+        with envoy_alone(local_envoy_config(ports), ports, log_dir) as envoy:
+            yield ports, envoy
+
+
 @contextmanager
 def unread_reflection(port: int, streams: int) -> Iterator[None]:
     """streams reflection streams on one HTTP/2 connection, each sent requests for the largest
@@ -332,11 +353,7 @@ def unread_reflection(port: int, streams: int) -> Iterator[None]:
     def attack() -> None:
         with socket.create_connection((LOOPBACK, port)) as connection:
             connection.settimeout(0.05)
-            client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-            client.local_settings = h2.settings.Settings(
-                client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
-            )
-            client.initiate_connection()
+            client = non_reading_client()
             ids = []
             for _ in range(streams):
                 ids.append(stream := client.get_next_available_stream_id())
@@ -543,21 +560,19 @@ def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budg
     budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
     body = tmp_path / "compute.bin"
     body.write_bytes(grpc_frame(gcd_pb2.ComputeRequest(a=12, b=18).SerializeToString()))
-    with running_server(tmp_path) as (server_port, _):
-        ports = dataclasses.replace(free_ports(), sidecar=server_port)
-        with envoy_alone(local_envoy_config(ports), ports, tmp_path):
-            # A fresh Envoy: tcmalloc keeps the heap it grew to, so its size afterwards is the peak.
-            burst = subprocess.run(
-                [
-                    *("h2load", "-t", "1", "-c", str(connections + 64), "-m", str(4 * streams), "-n", str(BURST_CALLS)),
-                    *("-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(body)),
-                    f"http://{LOOPBACK}:{ports.envoy}{COMPUTE}",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            memory = json.loads(admin_request(abstract_admin_socket(ports), "/memory"))
+    with fresh_envoy(tmp_path) as (ports, _):
+        # A fresh Envoy: tcmalloc keeps the heap it grew to, so its size afterwards is the peak.
+        burst = subprocess.run(
+            [
+                *("h2load", "-t", "1", "-c", str(connections + 64), "-m", str(4 * streams), "-n", str(BURST_CALLS)),
+                *("-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(body)),
+                f"http://{LOOPBACK}:{ports.envoy}{COMPUTE}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        memory = json.loads(admin_request(abstract_admin_socket(ports), "/memory"))
     heap = int(memory["heap_size"])
     record_figure(
         f"a burst of {connections + 64} HTTP/2 connections of {4 * streams} streams to Envoy's port (limits "
@@ -585,26 +600,24 @@ def test_the_largest_headers_on_every_stream_keep_envoys_heap_under_its_budget(t
     header_bytes = manager.get("max_request_headers_kb", ENVOY_DEFAULT_HEADERS_KB) * 1024
     copies = (header_bytes - 1024) // len(HEADER_VALUE)
     budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
-    with running_server(tmp_path) as (server_port, _):
-        ports = dataclasses.replace(free_ports(), sidecar=server_port)
-        with envoy_alone(local_envoy_config(ports), ports, tmp_path), ExitStack() as held:
-            wait_until(lambda: status_of(ports.envoy_probes, HEALTH_PATH) == 200, 10, "Envoy ready")
-            for _ in range(connections):
-                connection = held.enter_context(socket.create_connection((LOOPBACK, ports.envoy)))
-                client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-                client.initiate_connection()
-                for _ in range(streams):
-                    headers = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd"), (":path", "/gcd/12/18")]
-                    headers += [("content-length", "100"), *[("x-pad", HEADER_VALUE)] * copies]
-                    client.send_headers(client.get_next_available_stream_id(), headers)
-                connection.sendall(client.data_to_send())
-            peak, readiness, rest = 0, set(), set()
-            for _ in range(UNREAD_SAMPLES):
-                time.sleep(0.25)
-                memory = json.loads(admin_request(abstract_admin_socket(ports), "/memory"))
-                peak = max(peak, int(memory["allocated"]))
-                readiness.add(status_of(ports.envoy_probes, HEALTH_PATH))
-            rest.add(status_of(ports.envoy, "/gcd/12/18"))
+    with fresh_envoy(tmp_path) as (ports, _), ExitStack() as held:
+        wait_until(lambda: status_of(ports.envoy_probes, HEALTH_PATH) == 200, 10, "Envoy ready")
+        for _ in range(connections):
+            connection = held.enter_context(socket.create_connection((LOOPBACK, ports.envoy)))
+            client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            client.initiate_connection()
+            for _ in range(streams):
+                headers = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd"), (":path", "/gcd/12/18")]
+                headers += [("content-length", "100"), *[("x-pad", HEADER_VALUE)] * copies]
+                client.send_headers(client.get_next_available_stream_id(), headers)
+            connection.sendall(client.data_to_send())
+        peak, readiness, rest = 0, set(), set()
+        for _ in range(UNREAD_SAMPLES):
+            time.sleep(0.25)
+            memory = json.loads(admin_request(abstract_admin_socket(ports), "/memory"))
+            peak = max(peak, int(memory["allocated"]))
+            readiness.add(status_of(ports.envoy_probes, HEALTH_PATH))
+        rest.add(status_of(ports.envoy, "/gcd/12/18"))
     record_figure(
         f"{connections} HTTP/2 connections of {streams} streams, each with {copies * len(HEADER_VALUE) // 1024} KiB of "
         f"headers and a body that never comes: Envoy's peak heap in use (MiB; budget {budget / 2**20:.0f}), "
@@ -624,11 +637,7 @@ def unread_requests(port: int, path: str, protocol: str, streams: int) -> socket
     if protocol == "HTTP/1.1":
         connection.sendall(http_request_bytes("GET", path))
         return connection
-    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    client.local_settings = h2.settings.Settings(
-        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
-    )
-    client.initiate_connection()
+    client = non_reading_client()
     for _ in range(streams):
         headers = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd"), (":path", path)]
         client.send_headers(client.get_next_available_stream_id(), headers, end_stream=True)
@@ -663,31 +672,29 @@ def test_unread_answers_of_the_largest_file_keep_envoy_under_its_memory_limit(tm
     connections = connection_limit(config) - 1
     streams = connection_manager(config)["http2_protocol_options"]["max_concurrent_streams"]
     limit = memory_limit_bytes(render("pi"), "envoy")
-    with running_server(tmp_path) as (server_port, _):
-        ports = dataclasses.replace(free_ports(), sidecar=server_port)
-        with envoy_alone(local_envoy_config(ports), ports, tmp_path) as envoy:
-            with ExitStack() as held:
-                peak = resident_bytes(envoy.pid)
-                for _ in range(connections):
-                    held.enter_context(unread_requests(ports.envoy, path, protocol, streams))
-                    peak = max(peak, resident_bytes(envoy.pid))
-                for _ in range(UNREAD_SAMPLES):
-                    time.sleep(0.25)
-                    peak = max(peak, resident_bytes(envoy.pid))
-                kernel = kernel_send_queue_bytes(ports.envoy)
-                rest = http_request(ports.envoy, "/gcd/12/18").status
-            label = (
-                f"{connections} {protocol} connections{f' of {streams} streams' if protocol == 'HTTP/2' else ''} "
-                f"asking for {path} ({size / 2**20:.1f} MB), never reading"
-            )
-            record_figure(
-                f"{label}: Envoy's peak resident memory and its sockets' send queues (MiB; limit "
-                f"{limit / 2**20:.0f}); REST during",
-                f"{peak / 2**20:.0f} and {kernel / 2**20:.1f}; {rest}",
-            )
-            assert rest == 200
-            assert peak + kernel < limit
-            page_again = wait_until(lambda: http_request(ports.envoy, path).status == 200, 15, f"{path} served")
+    with fresh_envoy(tmp_path) as (ports, envoy):
+        with ExitStack() as held:
+            peak = resident_bytes(envoy.pid)
+            for _ in range(connections):
+                held.enter_context(unread_requests(ports.envoy, path, protocol, streams))
+                peak = max(peak, resident_bytes(envoy.pid))
+            for _ in range(UNREAD_SAMPLES):
+                time.sleep(0.25)
+                peak = max(peak, resident_bytes(envoy.pid))
+            kernel = kernel_send_queue_bytes(ports.envoy)
+            rest = http_request(ports.envoy, "/gcd/12/18").status
+        label = (
+            f"{connections} {protocol} connections{f' of {streams} streams' if protocol == 'HTTP/2' else ''} "
+            f"asking for {path} ({size / 2**20:.1f} MB), never reading"
+        )
+        record_figure(
+            f"{label}: Envoy's peak resident memory and its sockets' send queues (MiB; limit "
+            f"{limit / 2**20:.0f}); REST during",
+            f"{peak / 2**20:.0f} and {kernel / 2**20:.1f}; {rest}",
+        )
+        assert rest == 200
+        assert peak + kernel < limit
+        page_again = wait_until(lambda: http_request(ports.envoy, path).status == 200, 15, f"{path} served")
     record_figure(f"{label}: the file served again after (s)", f"{page_again:.1f}")
 
 

@@ -6,7 +6,6 @@ import urllib.request
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME
@@ -14,30 +13,12 @@ from gcd_server.metrics import UNKNOWN_METHOD
 from gcd_stack.envoy_config import LOOPBACK, packaged_config, stat_prefix
 from gcd_stack.ports import Ports
 
-from clients import http_request
+from clients import handled, http_request, scrape
 from processes import HEALTH_PATH
 
 CALLS = 20
 # Enough to show growth: each name would be a label set of its own.
 MADE_UP_METHODS = 200
-
-
-def scrape(port: int, path: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample on a Prometheus text page: (name, labels) -> value."""
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def handled(
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], method: str, code: str, service: str = SERVICE_NAME
-) -> float:
-    labels = {"grpc_type": "unary", "grpc_service": service, "grpc_method": method, "grpc_code": code}
-    return samples.get(("grpc_server_handled_total", frozenset(labels.items())), 0.0)
 
 
 def test_server_counts_rpcs_by_method_and_code(stack_ports: Ports) -> None:
