@@ -88,9 +88,11 @@ def cannot_run(arch: str) -> str | None:
         )
     status, *fields = entry.read_text().splitlines()
     flags = next((field.split(":", 1)[1].strip() for field in fields if field.startswith("flags:")), "")
+    if status != "enabled":
+        return f"qemu-{machine}'s binfmt_misc entry is {status}: echo 1 > {entry}"
     # F: the kernel opens the interpreter when it is registered, so it runs inside any chroot.
-    if status != "enabled" or "F" not in flags:
-        return f"qemu-{machine}'s binfmt_misc entry is {status}, flags {flags!r}; it needs F: {EMULATION_PACKAGES}"
+    if "F" not in flags:
+        return f"qemu-{machine}'s binfmt_misc entry has flags {flags!r}, without F: {EMULATION_PACKAGES}"
     return None
 
 
