@@ -13,7 +13,6 @@ and Envoy's own account of its heap; then SIGTERM, in kubelet's order."""
 import http.client
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -21,11 +20,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from gcd_server.envoy_sidecar import admin_request
+from gcd_testing.proc import memory_mib
 
 # Under emulation the pod takes a few seconds; natively well under one.
 STARTUP_SECONDS = 60.0
@@ -89,13 +88,6 @@ def load(url: str, connections: int, requests: int) -> dict[str, Any]:
     return {"calls": connections * requests, "failures": failures, "seconds": time.monotonic() - started}
 
 
-def peak_resident_kib(pid: int) -> int:
-    """The process's peak resident set (under qemu-user: the emulator's, guest and translator)."""
-    match = re.search(r"^VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
-    assert match, pid
-    return int(match.group(1))
-
-
 def main(spec: dict[str, Any]) -> dict[str, Any]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for container in spec["containers"]:
@@ -124,8 +116,9 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
         calls[name] = [call.returncode, call.stdout + call.stderr]
     loaded = load(**spec["load"])
     memory = {
-        "peak_resident_kib": {
-            container["name"]: peak_resident_kib(process.pid)
+        # Under qemu-user, the emulator's: the guest's pages and qemu's own.
+        "peak_resident_mib": {
+            container["name"]: memory_mib(process.pid)[0]
             for container, process in zip(spec["containers"], processes, strict=True)
         },
         "envoy": json.loads(admin_request(spec["envoy_admin"], "/memory")),

@@ -48,6 +48,7 @@ from gcd_stack.envoy_config import (
     connection_limit,
     connection_manager,
     file_routes,
+    heap_threshold,
     installed_file,
     packaged_config,
     resource_monitor,
@@ -553,11 +554,15 @@ def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budg
     """All the HTTP/2 connections Envoy's port lets a client open, each with all the streams it
     allows in flight, at once (h2load asks for more of both). The overload manager samples the
     heap four times a second, too late for a burst: the connection and stream limits must bound
-    it. Envoy's heap is what its memory limit is sized by (the fixed_heap monitor's maximum)."""
+    it, below the share of Envoy's heap budget (the fixed_heap monitor's maximum, which its
+    memory limit is sized by) at which Envoy stops taking requests. heap_size is the heap
+    tcmalloc has reserved, what the monitor reads before it subtracts unmapped pages: the
+    strictest count. Resident memory is recorded in docs/operations.md, not asserted."""
     config = packaged_config()
     connections = connection_limit(config)
     streams = connection_manager(config)["http2_protocol_options"]["max_concurrent_streams"]
     budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    refusing = budget * heap_threshold(config, "envoy.overload_actions.stop_accepting_requests")
     body = tmp_path / "compute.bin"
     body.write_bytes(grpc_frame(gcd_pb2.ComputeRequest(a=12, b=18).SerializeToString()))
     with fresh_envoy(tmp_path) as (ports, _):
@@ -580,7 +585,7 @@ def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budg
         f"{heap / 2**20:.0f}",
     )
     assert parse_h2load(burst.stdout).status_2xx > 0, burst.stdout + burst.stderr
-    assert heap < budget
+    assert heap < refusing
 
 
 # Envoy's own limit on a request's headers where its config sets none (Envoy's docs, HttpConnectionManager).
@@ -625,7 +630,8 @@ def test_the_largest_headers_on_every_stream_keep_envoys_heap_under_its_budget(t
         f"{peak / 2**20:.0f}; {sorted(readiness)}; {sorted(rest)}",
     )
     assert readiness == {200} and rest == {200}
-    assert peak < budget * 0.9
+    # Not even where Envoy starts returning free memory to the system.
+    assert peak < budget * heap_threshold(config, "envoy.overload_actions.shrink_heap")
 
 
 def unread_requests(port: int, path: str, protocol: str, streams: int) -> socket.socket:

@@ -14,10 +14,12 @@ per platform, as on Docker Hub, so that the Dockerfile itself is what is built:
   /usr/local/bin/envoy, with the official distroless image's user (65532), working directory
   (/home/nonroot, mode 0700), EXPOSE 10000 and entrypoint.
 arm64 programs (debootstrap's second stage, the build's RUN steps, the pod) run under qemu-user,
-which the kernel starts for every aarch64 executable (binfmt_misc). Debian 12's buildah (1.28)
-takes every stage's base for the target platform when the bases are local (containers/buildah
-#4721, fixed by #5971), so the `--platform=$BUILDPLATFORM` wheel stage runs under emulation here
-too, where buildx runs it natively; a test checks that what it makes is the same on every platform.
+which the kernel starts for every aarch64 executable (binfmt_misc). Debian 12's buildah 1.28 is
+built against openshift/imagebuilder 1.2.3, which leaves $BUILDPLATFORM empty in `FROM
+--platform=` (fixed in imagebuilder 1.2.4, commit f999e3e): the wheel stage is built for the
+target platform, under emulation here, where buildx runs it natively. (--build-arg BUILDPLATFORM
+would not help: 1.28 carries that platform into the later stages, containers/buildah#4721.) A
+test checks that what the wheel stage makes is the same on every platform.
 Then the pi pod's two containers run from the built images as the pod runs them (image_pod.py),
 and the images are searched for an installer, or a binary of another platform, they must not
 carry. The stand-ins say nothing of the official images' contents, of runc, seccomp or cgroups,
@@ -90,7 +92,8 @@ def cannot_run(arch: str) -> str | None:
     flags = next((field.split(":", 1)[1].strip() for field in fields if field.startswith("flags:")), "")
     if status != "enabled":
         return f"qemu-{machine}'s binfmt_misc entry is {status}: echo 1 > {entry}"
-    # F: the kernel opens the interpreter when it is registered, so it runs inside any chroot.
+    # F: the kernel opens the interpreter when it is registered; with Debian's statically linked
+    # qemu-aarch64-static, that runs inside any chroot.
     if "F" not in flags:
         return f"qemu-{machine}'s binfmt_misc entry has flags {flags!r}, without F: {EMULATION_PACKAGES}"
     return None
@@ -472,7 +475,7 @@ def test_both_images_serve_the_pi_pod_as_it_runs_them(buildah: Buildah, images: 
     assert seen["load"]["failures"] == [], seen["load"]
     assert seen["exit_codes"] == {"server": 0, "envoy": 0}
     emulated = " under emulation" if images.arch != HOST_ARCH else ""
-    resident = seen["memory"]["peak_resident_kib"]
+    resident = seen["memory"]["peak_resident_mib"]
     heap = seen["memory"]["envoy"]
     limits = {name: container(pod, name)["resources"] for name in ("server", "envoy")}
     record_figure(f"linux/{images.arch} pod{emulated}: ready after (s)", f"{seen['ready_seconds']:.1f}")
@@ -481,6 +484,6 @@ def test_both_images_serve_the_pi_pod_as_it_runs_them(buildah: Buildah, images: 
         "connections: calls a second; peak resident MiB of server and Envoy (requests / limits "
         f"{limits['server']['requests']['memory']} / {limits['server']['limits']['memory']} and "
         f"{limits['envoy']['requests']['memory']} / {limits['envoy']['limits']['memory']}); Envoy's heap MiB",
-        f"{seen['load']['calls'] / seen['load']['seconds']:.0f}; {resident['server'] / 1024:.0f} and "
-        f"{resident['envoy'] / 1024:.0f}; {int(heap['heap_size']) / 2**20:.0f}",
+        f"{seen['load']['calls'] / seen['load']['seconds']:.0f}; {resident['server']:.0f} and "
+        f"{resident['envoy']:.0f}; {int(heap['heap_size']) / 2**20:.0f}",
     )

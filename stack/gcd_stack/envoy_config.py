@@ -116,6 +116,14 @@ def resource_monitor(config: Config, name: str) -> Config:
     return typed_config
 
 
+def heap_threshold(config: Config, action: str) -> float:
+    """The share of the fixed_heap monitor's maximum at which the overload manager takes action."""
+    actions = config["overload_manager"]["actions"]
+    (trigger,) = next(entry for entry in actions if entry["name"] == action)["triggers"]
+    threshold: float = trigger["threshold"]["value"]
+    return threshold
+
+
 def connection_limit(config: Config, listener: str = LISTENER) -> int:
     """The most client connections a listener keeps open at once (its connection_limit filter)."""
     limit: int = _network_filter(config, listener, CONNECTION_LIMIT)["max_connections"]
