@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -640,28 +640,65 @@ ENVOY_DEFAULT_HEADERS_KB = 60
 HEADER_VALUE = "x" * 4000
 
 
-def test_the_largest_headers_on_every_stream_keep_envoys_heap_under_its_budget(tmp_path: Path) -> None:
-    """Every connection but one of Envoy's port, each with every stream it allows: a REST GET that
-    announces a body it never sends, so Envoy holds it until request_timeout, with as many header
-    bytes as Envoy takes. HPACK lets a client send them as references to one entry of its table,
-    a few hundred bytes on the wire for each stream's kilobytes in Envoy."""
+@dataclass(frozen=True)
+class LargeRequest:
+    """A request as large as Envoy's port takes, sent on every stream of every connection."""
+
+    headers: Callable[[int], list[tuple[str, str]]]  # given how many bytes of headers Envoy takes
+    ends: bool  # whether the request is whole
+    reads: bool  # whether the client reads the answer
+    described: str
+
+
+BASE_GET = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd")]
+LARGE_REQUESTS = [
+    # Envoy holds the request until request_timeout, waiting for the body it announces.
+    LargeRequest(
+        lambda size: (
+            [*BASE_GET, (":path", "/gcd/12/18"), ("content-length", "100")]
+            + [("x-pad", HEADER_VALUE)] * ((size - 1024) // len(HEADER_VALUE))
+        ),
+        ends=False,
+        reads=True,
+        described="headers and a body that never comes",
+    ),
+    # The 400 names the operand, so the answer is as large, and Envoy holds it for a client that
+    # reads nothing.
+    LargeRequest(
+        lambda size: [*BASE_GET, (":path", f"/gcd/{'9' * (size - 1024)}/18")],
+        ends=True,
+        reads=False,
+        described="operand in the path and its 400 never read",
+    ),
+]
+
+
+@pytest.mark.parametrize("large", LARGE_REQUESTS, ids=[large.described for large in LARGE_REQUESTS])
+def test_the_largest_requests_on_every_stream_keep_envoys_heap_under_its_budget(
+    tmp_path: Path, large: LargeRequest
+) -> None:
+    """Every connection but one of Envoy's port, each with every stream it allows, each request as
+    large as Envoy takes. HPACK lets a client send its headers as references to one entry of its
+    table, a few hundred bytes on the wire for each stream's kilobytes in Envoy."""
     config = packaged_config()
     connections = connection_limit(config) - 1
     manager = connection_manager(config)
     streams = manager["http2_protocol_options"]["max_concurrent_streams"]
     header_bytes = manager.get("max_request_headers_kb", ENVOY_DEFAULT_HEADERS_KB) * 1024
-    copies = (header_bytes - 1024) // len(HEADER_VALUE)
+    headers = large.headers(header_bytes)
+    size = sum(len(name) + len(value) for name, value in headers)
     budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
     with fresh_envoy(tmp_path) as (ports, _), ExitStack() as held:
         wait_until(lambda: status_of(ports.envoy_probes, HEALTH_PATH) == 200, 10, "Envoy ready")
         for _ in range(connections):
             connection = held.enter_context(socket.create_connection((LOOPBACK, ports.envoy)))
-            client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-            client.initiate_connection()
+            if large.reads:
+                client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+                client.initiate_connection()
+            else:
+                client = non_reading_client()
             for _ in range(streams):
-                headers = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd"), (":path", "/gcd/12/18")]
-                headers += [("content-length", "100"), *[("x-pad", HEADER_VALUE)] * copies]
-                client.send_headers(client.get_next_available_stream_id(), headers)
+                client.send_headers(client.get_next_available_stream_id(), headers, end_stream=large.ends)
             connection.sendall(client.data_to_send())
         peak, readiness, rest = 0, set(), set()
         for _ in range(UNREAD_SAMPLES):
@@ -671,9 +708,8 @@ def test_the_largest_headers_on_every_stream_keep_envoys_heap_under_its_budget(t
             readiness.add(status_of(ports.envoy_probes, HEALTH_PATH))
         rest.add(status_of(ports.envoy, "/gcd/12/18"))
     record_figure(
-        f"{connections} HTTP/2 connections of {streams} streams, each with {copies * len(HEADER_VALUE) // 1024} KiB of "
-        f"headers and a body that never comes: Envoy's peak heap in use (MiB; budget {budget / 2**20:.0f}), "
-        "readiness, REST",
+        f"{connections} HTTP/2 connections of {streams} streams, each with {size // 1024} KiB of "
+        f"{large.described}: Envoy's peak heap in use (MiB; budget {budget / 2**20:.0f}), readiness, REST",
         f"{peak / 2**20:.0f}; {sorted(readiness)}; {sorted(rest)}",
     )
     assert readiness == {200} and rest == {200}
