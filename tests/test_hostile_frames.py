@@ -6,8 +6,6 @@ this machine sends them. During each, the server's
 resident memory stays under its container's limit, where the kernel would kill it; after each,
 both its ports answer health Check again within seconds."""
 
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from h2_frames import (
+    CANCEL,
+    CONTINUATION,
+    END_HEADERS,
+    FRAME_BYTES,
+    HEADERS,
+    RST_STREAM,
+    attacker,
+    frame,
+)
 from hpack import Encoder
 
 from gcd_server.app import MAX_CONNECTIONS
@@ -33,16 +41,6 @@ pytestmark = [
 ]
 ATTACK_SECONDS = 4.0
 RECOVERY_SECONDS = 10.0
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-HEADERS, RST_STREAM, SETTINGS, CONTINUATION = 0x1, 0x3, 0x4, 0x9
-END_HEADERS, ACK = 0x4, 0x1
-CANCEL = 0x8
-# The largest frame a peer must accept before SETTINGS say otherwise (RFC 9113).
-FRAME_BYTES = 16384
-
-
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return len(payload).to_bytes(3, "big") + struct.pack(">BBI", kind, flags, stream) + payload
 
 
 def request_block(port: int) -> bytes:
@@ -81,21 +79,6 @@ def rapid_resets(port: int) -> Iterator[bytes]:
             frame(HEADERS, END_HEADERS, stream, block) + frame(RST_STREAM, 0, stream, CANCEL.to_bytes(4, "big"))
             for stream in range(first, first + 200, 2)
         )
-
-
-def attacker(port: int, writes: Callable[[int], Iterator[bytes]], until: float) -> None:
-    """One connection sending writes(port) until the deadline, reconnecting when the server closes
-    it; it never reads, and acknowledges the server's SETTINGS blindly."""
-    while time.monotonic() < until:
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=2) as connection:
-                connection.sendall(PREFACE + frame(SETTINGS, 0, 0) + frame(SETTINGS, ACK, 0))
-                for data in writes(port):
-                    if time.monotonic() >= until:
-                        return
-                    connection.sendall(data)
-        except OSError:
-            time.sleep(0.01)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import json
 import queue
 import re
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -28,6 +29,8 @@ import h2.settings
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from h2_frames import END_HEADERS, END_STREAM, HEADERS, SETTINGS, WINDOW_UPDATE, attacker, frame
+from hpack import Encoder
 
 from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import (
@@ -598,7 +601,7 @@ def test_a_rapid_reset_on_every_connection_keeps_envoys_heap_under_its_budget(tm
     at once. No more than one stream is open at a time, so the stream limit never applies, and
     Envoy decodes a whole read before it frees any of its streams: 128 connections of 200 took its
     heap to 248-330 MiB, of 1,000 to 3.5 GiB. Now Envoy passes one request of a connection per
-    turn of its event loop to its filters, and aborts the connection once 4 of its streams (later
+    turn of its event loop to its filters, and aborts the connection once 10 of its streams (later
     half of them) end in under 2 s without a response, which discards the rest of the read
     (layered_runtime in envoy/envoy.yaml)."""
     config = packaged_config()
@@ -634,6 +637,81 @@ def test_a_rapid_reset_on_every_connection_keeps_envoys_heap_under_its_budget(tm
     )
     assert heap < refusing
     assert after.check == "SERVING" and after.readiness == 200 and after.rest_failed == 0, after
+
+
+# A client's flow-control windows opened as wide as HTTP/2 allows (RFC 9113: 2^31-1).
+WIDEST_WINDOW = 2**31 - 1
+UNREAD_SECONDS = 4.0
+
+
+def unread_answers(path: str) -> Callable[[int], Iterator[bytes]]:
+    """Whole requests for path, four to a write every 4 ms, from a client that opens its
+    flow-control windows as wide as they go and never reads: every answer is Envoy's to hold."""
+
+    # What a fresh HPACK table makes of the request the first time, and every time after: a few
+    # bytes of references. Each connection starts a table of its own, so these fit every one.
+    encoder = Encoder()
+    headers = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd"), (":path", path)]
+    first, rest = encoder.encode(headers), encoder.encode(headers)
+
+    def writes(port: int) -> Iterator[bytes]:
+        window = frame(SETTINGS, 0, 0, struct.pack(">HI", h2.settings.SettingCodes.INITIAL_WINDOW_SIZE, WIDEST_WINDOW))
+        yield window + frame(WINDOW_UPDATE, 0, 0, (WIDEST_WINDOW - 65535).to_bytes(4, "big"))
+        for stream in range(1, 2**31 - 8, 8):
+            yield b"".join(
+                frame(HEADERS, END_HEADERS | END_STREAM, number, first if number == 1 else rest)
+                for number in range(stream, stream + 8, 2)
+            )
+            time.sleep(0.004)
+
+    return writes
+
+
+@pytest.mark.parametrize("echoed", [False, True], ids=["a small answer", "an answer naming the largest operand"])
+def test_clients_that_never_read_their_answers_keep_envoys_heap_under_its_budget(tmp_path: Path, echoed: bool) -> None:
+    """Every connection but one of Envoy's port asking for answer after answer it never reads,
+    reconnecting whenever Envoy closes it: Envoy's own 404 for a path it does not serve, or the
+    400 that names an operand as long as Envoy takes. No stream is reset and each request is
+    whole, so neither the stream limit nor the premature-reset check applies, and the overload
+    manager's own 503s would pile up the same way: the answers waiting to be written must be
+    bounded per connection (max_outbound_frames in envoy/envoy.yaml). Envoy's default of 10,000
+    frames let 63 such connections hold 77 MiB of small answers, or 644 MiB of answers naming a
+    15 KiB operand, with readiness 503 throughout."""
+    config = packaged_config()
+    connections = connection_limit(config) - 1
+    header_bytes = connection_manager(config).get("max_request_headers_kb", ENVOY_DEFAULT_HEADERS_KB) * 1024
+    path = f"/gcd/{'9' * (header_bytes - 1024)}/18" if echoed else "/not-served"
+    budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    with fresh_envoy(tmp_path) as (ports, _):
+        wait_until(lambda: status_of(ports.envoy_probes, HEALTH_PATH) == 200, 10, "Envoy ready")
+        writes = unread_answers(path)
+        until = time.monotonic() + UNREAD_SECONDS
+        # Never acknowledging Envoy's SETTINGS keeps its stream limit from applying, and a small
+        # receive buffer keeps the answers in Envoy.
+        options = {"acknowledges": False, "receive_buffer": 4096}
+        threads = [
+            threading.Thread(target=attacker, args=(ports.envoy, writes, until), kwargs=options)
+            for _ in range(connections)
+        ]
+        for thread in threads:
+            thread.start()
+        peak, readiness = 0, set()
+        while time.monotonic() < until:
+            time.sleep(0.25)
+            peak = max(peak, int(json.loads(admin_request(abstract_admin_socket(ports), "/memory"))["allocated"]))
+            readiness.add(status_of(ports.envoy_probes, HEALTH_PATH))
+        for thread in threads:
+            thread.join(UNREAD_SECONDS + 5)
+        after = health_now(ports)
+    record_figure(
+        f"{connections} HTTP/2 connections asking for answers they never read ({'an operand' if echoed else 'a path'} "
+        f"of {len(path)} bytes), for {UNREAD_SECONDS:.0f} s: Envoy's peak heap in use (MiB; budget "
+        f"{budget / 2**20:.0f}), readiness; after",
+        f"{peak / 2**20:.0f}, {sorted(readiness)}; {after}",
+    )
+    assert readiness == {200}
+    assert after.check == "SERVING" and after.readiness == 200 and after.rest_failed == 0, after
+    assert peak < budget * heap_threshold(config, "envoy.overload_actions.shrink_heap")
 
 
 # Envoy's own limit on a request's headers where its config sets none (Envoy's docs, HttpConnectionManager).
