@@ -21,8 +21,9 @@ from gcd.v1 import gcd_pb2, gcd_pb2_grpc
 from gcd_server.app import SERVICE_NAME, VERSION, drain
 from gcd_server.connections import established_connections
 from gcd_stack.envoy_config import LOOPBACK
-from gcd_stack.processes import port_is_free, server_command
+from gcd_stack.processes import server_command
 from gcd_testing.ports import free_port
+from gcd_testing.proc import anything_listens_on
 
 from clients import open_connections
 from processes import held_call, json_lines, messages, running_server, wait_until
@@ -103,7 +104,7 @@ def test_signal_stops_the_server_with_exit_0_and_frees_the_port(signum: signal.S
         assert process.wait(10) == 0
     said = messages(tmp_path / "server.err")
     assert said[1:] == ["stopping: new RPCs refused, in-flight RPCs get 2.0s to finish", "stopped"]
-    assert port_is_free(port)
+    assert not anything_listens_on(port)
 
 
 def test_drain_finishes_in_flight_rpcs_and_refuses_new_ones() -> None:

@@ -13,7 +13,7 @@ import pytest
 from gcd_stack.ports import Ports
 from gcd_stack.processes import health_url, port_is_free, url_answers_ok
 from gcd_testing.ports import free_port, free_ports
-from gcd_testing.proc import children, is_alive
+from gcd_testing.proc import anything_listens_on, children, is_alive
 
 from clients import http_request
 from processes import SCRIPTS, json_lines, messages, server_pid, stack_command, wait_until
@@ -41,8 +41,8 @@ def test_a_busy_port_is_reported_and_nothing_is_left_running(stack_ports: Ports)
     result = subprocess.run(stack_command(ports), capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert f"port(s) {stack_ports.envoy} already in use" in result.stderr
-    assert not port_is_free(stack_ports.envoy)
-    assert port_is_free(ports.grpc), "no server may be left behind"
+    assert not port_is_free(stack_ports.envoy) and anything_listens_on(stack_ports.envoy)
+    assert not anything_listens_on(ports.grpc), "no server may be left behind"
 
 
 def test_ready_banner_gives_the_urls(own_stack: tuple[Ports, subprocess.Popen[bytes]], tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_a_signal_stops_everything_and_frees_every_port(
     stack.send_signal(signum)
     assert stack.wait(20) == 0
     assert not any(is_alive(pid) for pid in started)
-    assert all(port_is_free(port) for port in dataclasses.astuple(ports))
+    assert not any(anything_listens_on(port) for port in dataclasses.astuple(ports))
     assert messages(tmp_path / "stack.err")[-1] == "stopped"
 
 
@@ -90,7 +90,7 @@ def test_children_die_with_a_killed_stack(own_stack: tuple[Ports, subprocess.Pop
     stack.kill()
     stack.wait(5)
     wait_until(lambda: not any(is_alive(pid) for pid in started), 15, "children exit")
-    assert all(port_is_free(port) for port in dataclasses.astuple(ports))
+    assert not any(anything_listens_on(port) for port in dataclasses.astuple(ports))
 
 
 def test_envoy_writes_one_json_access_log_line_per_request(

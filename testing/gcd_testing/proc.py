@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -64,6 +65,17 @@ def resident_bytes(pid: int) -> int:
 _TCP_LISTEN = "0A"
 
 
+def _listening_sockets(pid: int | str) -> Iterator[tuple[int, str]]:
+    """The port and inode of every TCP socket, IPv4 or IPv6, in LISTEN state in the network
+    namespace of pid ("self" for this process's)."""
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_address, state, inode = fields[1], fields[3], fields[9]
+            if state == _TCP_LISTEN:
+                yield int(local_address.rpartition(":")[2], 16), inode
+
+
 def listening_tcp_ports(pid: int) -> set[int]:
     """The TCP ports, IPv4 or IPv6, that the process listens on (its sockets in LISTEN state)."""
     inodes = set()
@@ -72,11 +84,11 @@ def listening_tcp_ports(pid: int) -> set[int]:
             target = os.readlink(link)
             if target.startswith("socket:["):
                 inodes.add(target[len("socket:[") : -1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local_address, state, inode = fields[1], fields[3], fields[9]
-            if state == _TCP_LISTEN and inode in inodes:
-                ports.add(int(local_address.rpartition(":")[2], 16))
-    return ports
+    return {port for port, inode in _listening_sockets(pid) if inode in inodes}
+
+
+def anything_listens_on(port: int) -> bool:
+    """Whether any process of this network namespace listens on the TCP port. Unlike a trial bind,
+    it is not fooled by another client's connection that happens to have the port as its own,
+    which is common while other tests open and close thousands of connections."""
+    return any(listening == port for listening, _ in _listening_sockets("self"))
