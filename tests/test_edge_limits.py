@@ -16,6 +16,7 @@ from gcd_stack.envoy_config import (
     cluster,
     connection_limit,
     connection_manager,
+    heap_budget,
     http_filter,
     packaged_config,
     resource_monitor,
@@ -137,6 +138,6 @@ def test_connection_limit_and_heap_limit_are_set() -> None:
     config = packaged_config()
     connections = resource_monitor(config, "envoy.resource_monitors.global_downstream_max_connections")
     assert connection_limit(config) < connections["max_active_downstream_connections"]
-    heap = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    heap = heap_budget(config)
     assert heap <= 64 * 2**20, "Envoy's heap must stay well under the pod's 128 MiB memory limit"
     assert http_filter(config, "envoy.filters.http.grpc_json_transcoder")["max_request_body_size"] <= 4096

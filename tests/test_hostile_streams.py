@@ -52,10 +52,10 @@ from gcd_stack.envoy_config import (
     connection_limit,
     connection_manager,
     file_routes,
+    heap_budget,
     heap_threshold,
     installed_file,
     packaged_config,
-    resource_monitor,
     route_named,
 )
 from gcd_stack.ports import Ports
@@ -554,6 +554,22 @@ def test_a_flood_of_envoys_metrics_port_leaves_the_readiness_path_answering(port
     assert during.check == "SERVING" and during.readiness == 200 and during.rest_failed == 0, during
 
 
+def heap_in_use_and_readiness(ports: Ports, samples: int) -> tuple[int, set[int]]:
+    """Envoy's heap in use at its largest, and every answer of the readiness path, over samples
+    quarter-second samples."""
+    peak, readiness = 0, set()
+    for _ in range(samples):
+        time.sleep(0.25)
+        peak = max(peak, int(json.loads(admin_request(abstract_admin_socket(ports), "/memory"))["allocated"]))
+        readiness.add(status_of(ports.envoy_probes, HEALTH_PATH))
+    return peak, readiness
+
+
+def echoed_operand_path(header_bytes: int) -> str:
+    """A REST path whose operand is as long as Envoy's header limit lets it be: its 400 names it."""
+    return f"/gcd/{'9' * (header_bytes - 1024)}/18"
+
+
 def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budget(tmp_path: Path) -> None:
     """All the HTTP/2 connections Envoy's port lets a client open, each with all the streams it
     allows in flight, at once (h2load asks for more of both). The overload manager samples the
@@ -565,7 +581,7 @@ def test_a_burst_of_every_stream_envoy_allows_keeps_its_heap_under_the_pods_budg
     config = packaged_config()
     connections = connection_limit(config)
     streams = connection_manager(config)["http2_protocol_options"]["max_concurrent_streams"]
-    budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    budget = heap_budget(config)
     refusing = budget * heap_threshold(config, "envoy.overload_actions.stop_accepting_requests")
     body = tmp_path / "compute.bin"
     body.write_bytes(grpc_frame(gcd_pb2.ComputeRequest(a=12, b=18).SerializeToString()))
@@ -606,7 +622,7 @@ def test_a_rapid_reset_on_every_connection_keeps_envoys_heap_under_its_budget(tm
     (layered_runtime in envoy/envoy.yaml)."""
     config = packaged_config()
     connections = connection_limit(config)
-    budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    budget = heap_budget(config)
     refusing = budget * heap_threshold(config, "envoy.overload_actions.stop_accepting_requests")
     with fresh_envoy(tmp_path) as (ports, _):
         wait_until(lambda: status_of(ports.envoy_probes, HEALTH_PATH) == 200, 10, "Envoy ready")
@@ -680,8 +696,8 @@ def test_clients_that_never_read_their_answers_keep_envoys_heap_under_its_budget
     config = packaged_config()
     connections = connection_limit(config) - 1
     header_bytes = connection_manager(config).get("max_request_headers_kb", ENVOY_DEFAULT_HEADERS_KB) * 1024
-    path = f"/gcd/{'9' * (header_bytes - 1024)}/18" if echoed else "/not-served"
-    budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    path = echoed_operand_path(header_bytes) if echoed else "/not-served"
+    budget = heap_budget(config)
     with fresh_envoy(tmp_path) as (ports, _):
         wait_until(lambda: status_of(ports.envoy_probes, HEALTH_PATH) == 200, 10, "Envoy ready")
         writes = unread_answers(path)
@@ -695,11 +711,7 @@ def test_clients_that_never_read_their_answers_keep_envoys_heap_under_its_budget
         ]
         for thread in threads:
             thread.start()
-        peak, readiness = 0, set()
-        while time.monotonic() < until:
-            time.sleep(0.25)
-            peak = max(peak, int(json.loads(admin_request(abstract_admin_socket(ports), "/memory"))["allocated"]))
-            readiness.add(status_of(ports.envoy_probes, HEALTH_PATH))
+        peak, readiness = heap_in_use_and_readiness(ports, int(UNREAD_SECONDS / 0.25))
         for thread in threads:
             thread.join(UNREAD_SECONDS + 5)
         after = health_now(ports)
@@ -744,7 +756,7 @@ LARGE_REQUESTS = [
     # The 400 names the operand, so the answer is as large, and Envoy holds it for a client that
     # reads nothing.
     LargeRequest(
-        lambda size: [*BASE_GET, (":path", f"/gcd/{'9' * (size - 1024)}/18")],
+        lambda size: [*BASE_GET, (":path", echoed_operand_path(size))],
         ends=True,
         reads=False,
         described="operand in the path and its 400 never read",
@@ -766,7 +778,7 @@ def test_the_largest_requests_on_every_stream_keep_envoys_heap_under_its_budget(
     header_bytes = manager.get("max_request_headers_kb", ENVOY_DEFAULT_HEADERS_KB) * 1024
     headers = large.headers(header_bytes)
     size = sum(len(name) + len(value) for name, value in headers)
-    budget = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    budget = heap_budget(config)
     with fresh_envoy(tmp_path) as (ports, _), ExitStack() as held:
         wait_until(lambda: status_of(ports.envoy_probes, HEALTH_PATH) == 200, 10, "Envoy ready")
         for _ in range(connections):
@@ -779,13 +791,8 @@ def test_the_largest_requests_on_every_stream_keep_envoys_heap_under_its_budget(
             for _ in range(streams):
                 client.send_headers(client.get_next_available_stream_id(), headers, end_stream=large.ends)
             connection.sendall(client.data_to_send())
-        peak, readiness, rest = 0, set(), set()
-        for _ in range(UNREAD_SAMPLES):
-            time.sleep(0.25)
-            memory = json.loads(admin_request(abstract_admin_socket(ports), "/memory"))
-            peak = max(peak, int(memory["allocated"]))
-            readiness.add(status_of(ports.envoy_probes, HEALTH_PATH))
-        rest.add(status_of(ports.envoy, "/gcd/12/18"))
+        peak, readiness = heap_in_use_and_readiness(ports, UNREAD_SAMPLES)
+        rest = {status_of(ports.envoy, "/gcd/12/18")}
     record_figure(
         f"{connections} HTTP/2 connections of {streams} streams, each with {size // 1024} KiB of "
         f"{large.described}: Envoy's peak heap in use (MiB; budget {budget / 2**20:.0f}), readiness, REST",

@@ -116,6 +116,12 @@ def resource_monitor(config: Config, name: str) -> Config:
     return typed_config
 
 
+def heap_budget(config: Config) -> int:
+    """Envoy's heap budget: the fixed_heap monitor's maximum, which its memory limit is sized by."""
+    budget: int = resource_monitor(config, "envoy.resource_monitors.fixed_heap")["max_heap_size_bytes"]
+    return budget
+
+
 def heap_threshold(config: Config, action: str) -> float:
     """The share of the fixed_heap monitor's maximum at which the overload manager takes action."""
     actions = config["overload_manager"]["actions"]
