@@ -726,6 +726,53 @@ def test_clients_that_never_read_their_answers_keep_envoys_heap_under_its_budget
     assert peak < budget * heap_threshold(config, "envoy.overload_actions.shrink_heap")
 
 
+def test_a_slow_reader_with_the_widest_windows_gets_the_largest_files_whole(stack_ports: Ports) -> None:
+    """The other side of max_outbound_frames: a client that opens its windows as wide as the
+    unread-answer attack does, but reads, slowly (4 KiB at a time, 2 ms apart, through a 4 KiB
+    receive buffer), gets every stream's file whole, the largest ones all at once, and keeps its
+    connection: Envoy queues a file's frames only as fast as the client takes them."""
+    config = packaged_config()
+    streams = connection_manager(config)["http2_protocol_options"]["max_concurrent_streams"]
+    sizes = {
+        path: installed_file(route["direct_response"]["body"]["filename"]).stat().st_size
+        for path, route in file_routes(config).items()
+    }
+    largest = sorted(sizes, key=sizes.__getitem__, reverse=True)[:streams]
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WIDEST_WINDOW}
+    )
+    client.initiate_connection()
+    client.increment_flow_control_window(WIDEST_WINDOW - 65535)
+    received = {}
+    for path in largest:
+        stream = client.get_next_available_stream_id()
+        received[stream] = (path, bytearray())
+        headers = [(":method", "GET"), (":scheme", "http"), (":authority", "gcd"), (":path", path)]
+        client.send_headers(stream, headers, end_stream=True)
+    ended: set[int] = set()
+    with socket.socket() as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        connection.settimeout(10)
+        connection.connect((LOOPBACK, stack_ports.envoy))
+        connection.sendall(client.data_to_send())
+        deadline = time.monotonic() + 60
+        while ended != received.keys() and time.monotonic() < deadline:
+            data = connection.recv(4096)
+            assert data, f"Envoy closed the connection with {len(ended)} of {len(received)} files whole"
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    received[event.stream_id][1].extend(event.data)
+                    client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended.add(event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    pytest.fail(f"{received[event.stream_id][0]} was reset")
+            connection.sendall(client.data_to_send())
+            time.sleep(0.002)
+    assert {path: len(body) for path, body in received.values()} == {path: sizes[path] for path in largest}
+
+
 # Envoy's own limit on a request's headers where its config sets none (Envoy's docs, HttpConnectionManager).
 ENVOY_DEFAULT_HEADERS_KB = 60
 HEADER_VALUE = "x" * 4000
